@@ -1,0 +1,5 @@
+import type { CommandModule } from 'yargs';
+import { gradCommand } from './grad.ts';
+
+/** Every subcommand of the ort-dann CLI, in the order --help lists them. */
+export const commands: CommandModule<any, any>[] = [gradCommand];
