@@ -1,0 +1,243 @@
+/**
+ * fastai's Adam (../shared/research/fastai-ort-semantics.md §2) over one contiguous float32 parameter
+ * buffer, on the calling thread or split across worker threads sharing the buffers.
+ *
+ * Per parameter tensor, each step, when the tensor is trainable (frozen tensors are skipped entirely:
+ * no decay, no moment update, no step count, as fastai skips parameters without a gradient):
+ *   p ← p·(1 − lr·wd)            only if its `decay` flag is set and wd ≠ 0 (decoupled, true_wd)
+ *   m ← mom·m + (1 − mom)·g       (dampened average, mom = the scheduled β1)
+ *   v ← sqrMom·v + (1 − sqrMom)·g²
+ *   step ← step + 1               (per tensor)
+ *   p ← p − lr/(1 − mom^step) · m / (sqrt(v/(1 − sqrMom^step)) + eps)
+ *
+ * Precision: each element is computed in float64 and rounded to float32 where PyTorch writes a tensor
+ * (m, v, p after decay, p), so it matches fastai's float32 PyTorch ops to ~1 ulp, not bit for bit
+ * (PyTorch rounds its scalar coefficients to float32 and may fuse multiply-adds). The calling-thread
+ * and worker paths run the same kernel on the same inputs, so they agree bit for bit.
+ */
+import { Worker } from 'node:worker_threads';
+import type { GroupHyper } from './types.ts';
+
+/** One named parameter tensor inside the flat buffer. */
+export interface AdamTensor {
+  name: string;
+  offset: number;
+  size: number;
+  group: number;
+  /** fastai `do_wd`: false for norm-layer and bias parameters (wd_bn_bias=False). */
+  decay: boolean;
+}
+
+/** Adam's per-parameter state; `steps` holds one count per tensor, in `tensors` order. */
+export interface AdamState {
+  expAvg: Float32Array;
+  expAvgSq: Float32Array;
+  steps: Float64Array;
+}
+
+export interface AdamStepperOptions {
+  params: Float32Array;
+  grads: Float32Array;
+  tensors: readonly AdamTensor[];
+  /** Worker threads for the update (default 2); 0 runs it on the calling thread. */
+  workers?: number;
+}
+
+/** Per-chunk record in the work lists: start, end, then the six coefficients below. */
+const STRIDE = 8;
+/** Worker split points are rounded up to 16 floats (64-byte cache lines), so workers never share a line. */
+const ALIGN = 16;
+
+/** A Float32Array on a SharedArrayBuffer, as the worker path requires for params and grads. */
+export function sharedFloat32Array(length: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(length * Float32Array.BYTES_PER_ELEMENT));
+}
+
+/**
+ * Runs the update over a work list of chunk records. Shared by the calling thread and the workers
+ * (which import this module), so both paths execute identical arithmetic.
+ */
+export function adamKernel(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, work: Float64Array): void {
+  for (let o = 0; o < work.length; o += STRIDE) {
+    const start = work[o] | 0;
+    const end = work[o + 1] | 0;
+    const decay = work[o + 2];
+    const mom = work[o + 3];
+    const sqrMom = work[o + 4];
+    const stepSize = work[o + 5];
+    const debias2 = work[o + 6];
+    const eps = work[o + 7];
+    const damp1 = 1 - mom;
+    const damp2 = 1 - sqrMom;
+    for (let i = start; i < end; i++) {
+      const gi = g[i];
+      const mi = Math.fround(mom * m[i] + damp1 * gi);
+      const vi = Math.fround(sqrMom * v[i] + damp2 * gi * gi);
+      m[i] = mi;
+      v[i] = vi;
+      const decayed = Math.fround(p[i] * decay);
+      p[i] = decayed - (stepSize * mi) / (Math.sqrt(vi / debias2) + eps);
+    }
+  }
+}
+
+interface WorkerSlot {
+  worker: Worker;
+  pending?: { resolve: () => void; reject: (e: Error) => void };
+}
+
+const describe = (a: Float32Array) => ({ buffer: a.buffer, byteOffset: a.byteOffset, length: a.length });
+
+export class AdamStepper {
+  readonly params: Float32Array;
+  readonly grads: Float32Array;
+  readonly tensors: readonly AdamTensor[];
+  readonly expAvg: Float32Array;
+  readonly expAvgSq: Float32Array;
+  readonly steps: Float64Array;
+  private readonly slots: WorkerSlot[];
+  private inFlight = false;
+  private failure?: Error;
+
+  constructor(o: AdamStepperOptions) {
+    const n = o.params.length;
+    const nWorkers = o.workers ?? 2;
+    if (o.grads.length !== n) throw new RangeError(`grads has ${o.grads.length} elements, params ${n}`);
+    for (const t of o.tensors) {
+      if (!(t.offset >= 0 && t.size >= 0 && t.offset + t.size <= n)) {
+        throw new RangeError(`tensor ${t.name} [${t.offset}, +${t.size}) lies outside the ${n}-element buffer`);
+      }
+    }
+    if (nWorkers > 0 && !(o.params.buffer instanceof SharedArrayBuffer && o.grads.buffer instanceof SharedArrayBuffer)) {
+      throw new TypeError('AdamStepper with workers needs params and grads on SharedArrayBuffers (see sharedFloat32Array)');
+    }
+    this.params = o.params;
+    this.grads = o.grads;
+    this.tensors = o.tensors;
+    const alloc = nWorkers > 0 ? sharedFloat32Array : (len: number) => new Float32Array(len);
+    this.expAvg = alloc(n);
+    this.expAvgSq = alloc(n);
+    this.steps = new Float64Array(o.tensors.length);
+    const data = { p: describe(this.params), g: describe(this.grads), m: describe(this.expAvg), v: describe(this.expAvgSq) };
+    this.slots = Array.from({ length: nWorkers }, () => this.spawn(data));
+  }
+
+  private spawn(data: object): WorkerSlot {
+    const slot: WorkerSlot = { worker: new Worker(new URL('./adam-worker.mjs', import.meta.url), { workerData: data }) };
+    const fail = (e: Error) => {
+      this.failure ??= e;
+      slot.pending?.reject(e);
+      slot.pending = undefined;
+    };
+    slot.worker.on('message', () => {
+      slot.pending?.resolve();
+      slot.pending = undefined;
+    });
+    slot.worker.on('error', fail);
+    slot.worker.on('exit', (code) => fail(new Error(`Adam worker exited (code ${code})`)));
+    // Idle workers must not keep the process alive; step() refs them while they work.
+    slot.worker.unref();
+    return slot;
+  }
+
+  /**
+   * One optimizer step with per-group hyper-parameters; `trainable[i]` says whether tensor i has a
+   * gradient this step (see trainableMask in param-groups.ts).
+   */
+  async step(hypers: readonly GroupHyper[], trainable: ArrayLike<boolean>): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.inFlight) throw new Error('AdamStepper.step called while a step is running');
+    if (trainable.length !== this.tensors.length) {
+      throw new RangeError(`trainable mask has ${trainable.length} entries for ${this.tensors.length} tensors`);
+    }
+    const lists = this.plan(hypers, trainable, Math.max(1, this.slots.length));
+    if (this.slots.length === 0) {
+      adamKernel(this.params, this.grads, this.expAvg, this.expAvgSq, lists[0]);
+      return;
+    }
+    this.inFlight = true;
+    try {
+      await Promise.all(
+        this.slots.map(
+          (slot, w) =>
+            new Promise<void>((resolve, reject) => {
+              slot.pending = { resolve, reject };
+              slot.worker.ref();
+              slot.worker.postMessage(lists[w]);
+            }),
+        ),
+      );
+    } finally {
+      for (const s of this.slots) s.worker.unref();
+      this.inFlight = false;
+    }
+  }
+
+  /** Advances the step counts and cuts the trainable elements into `parts` equal, aligned work lists. */
+  private plan(hypers: readonly GroupHyper[], trainable: ArrayLike<boolean>, parts: number): Float64Array[] {
+    type Seg = { start: number; end: number; coeffs: number[] };
+    const segs: Seg[] = [];
+    let total = 0;
+    this.tensors.forEach((t, i) => {
+      if (!trainable[i]) return;
+      const h = hypers[t.group];
+      if (!h) throw new RangeError(`tensor ${t.name} is in group ${t.group}, but only ${hypers.length} groups have hyper-parameters`);
+      const step = ++this.steps[i];
+      if (t.size === 0) return;
+      const decay = t.decay && h.wd !== 0 ? 1 - h.lr * h.wd : 1;
+      const stepSize = h.lr / (1 - h.mom ** step);
+      const debias2 = 1 - h.sqrMom ** step;
+      segs.push({ start: t.offset, end: t.offset + t.size, coeffs: [decay, h.mom, h.sqrMom, stepSize, debias2, h.eps] });
+      total += t.size;
+    });
+    const lists: number[][] = Array.from({ length: parts }, () => []);
+    // Worker k takes the trainable elements from ordinal cut(k) on; a cut inside a tensor moves up to a
+    // cache-line boundary.
+    const cut = (k: number) => Math.ceil((k * total) / parts);
+    let w = 0;
+    let done = 0;
+    for (const s of segs) {
+      let start = s.start;
+      while (start < s.end) {
+        while (w < parts - 1 && done >= cut(w + 1)) w++;
+        let end = s.end;
+        const toCut = w < parts - 1 ? cut(w + 1) - done : Infinity;
+        if (end - start > toCut) end = Math.min(s.end, Math.ceil((start + toCut) / ALIGN) * ALIGN);
+        lists[w].push(start, end, ...s.coeffs);
+        done += end - start;
+        start = end;
+      }
+    }
+    return lists.map((l) => Float64Array.from(l));
+  }
+
+  /** fastai `clear_state()`, run at freeze/unfreeze: zero moments and step counts. */
+  resetState(): void {
+    this.expAvg.fill(0);
+    this.expAvgSq.fill(0);
+    this.steps.fill(0);
+  }
+
+  /** The live state (views, not copies): copy or serialize it before the next step. */
+  state(): AdamState {
+    return { expAvg: this.expAvg, expAvgSq: this.expAvgSq, steps: this.steps };
+  }
+
+  loadState(s: AdamState): void {
+    if (s.expAvg.length !== this.expAvg.length || s.expAvgSq.length !== this.expAvgSq.length || s.steps.length !== this.steps.length) {
+      throw new RangeError(
+        `Adam state shape (${s.expAvg.length}, ${s.expAvgSq.length}, ${s.steps.length} steps) does not match ` +
+          `(${this.expAvg.length}, ${this.expAvgSq.length}, ${this.steps.length} steps)`,
+      );
+    }
+    this.expAvg.set(s.expAvg);
+    this.expAvgSq.set(s.expAvgSq);
+    this.steps.set(s.steps);
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.slots) s.worker.removeAllListeners('exit');
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    this.slots.length = 0;
+  }
+}
