@@ -1,0 +1,292 @@
+/**
+ * fastai's `lr_find` (../shared/research/fastai-ort-semantics.md §4): an exponentially growing
+ * learning rate, the Recorder's smoothed loss, stop on divergence, and the `valley` suggestion; plus
+ * the loss-vs-lr plot as a PNG. Training is injected as `step(lr)`, so the caller saves the weights and
+ * optimizer state before and restores them afterwards, as fastai's LRFinder does.
+ */
+import pngjs from 'pngjs';
+import { SmoothLoss } from './recorder.ts';
+
+export interface LrFindOptions {
+  startLr?: number;
+  endLr?: number;
+  numIt?: number;
+  /** Stop once the smoothed loss exceeds 4× the best smoothed loss. */
+  stopDiv?: boolean;
+  beta?: number;
+}
+
+/** Runs one training batch at `lr` (all groups) and returns its loss. */
+export type LrFindStep = (lr: number, iteration: number) => Promise<number>;
+
+export interface Suggestion {
+  lr: number;
+  /** Index into `lrs`/`losses`. */
+  index: number;
+  loss: number;
+}
+
+export interface LrFindResult {
+  /** Learning rate of each batch run. */
+  lrs: number[];
+  /** Smoothed loss after each batch (fastai's recorder.losses). */
+  losses: number[];
+  rawLosses: number[];
+  stoppedBy: 'divergence' | 'num_it';
+  /** The valley suggestion; undefined when too few batches ran (fewer than numIt/10 + 6). */
+  valley?: Suggestion;
+}
+
+/** fastai `SchedExp`: start·(end/start)^pos. */
+const schedExp = (start: number, end: number, pos: number) => start * (end / start) ** pos;
+
+export async function lrFind(step: LrFindStep, opts: LrFindOptions = {}): Promise<LrFindResult> {
+  const startLr = opts.startLr ?? 1e-7;
+  const endLr = opts.endLr ?? 10;
+  const requested = opts.numIt ?? 100;
+  // LRFinder runs at least 6 batches; the suggestion window still uses the requested count, as fastai does.
+  const numIt = Math.max(6, requested);
+  const stopDiv = opts.stopDiv ?? true;
+  const smooth = new SmoothLoss(opts.beta);
+  const lrs: number[] = [];
+  const losses: number[] = [];
+  const rawLosses: number[] = [];
+  let best = Infinity;
+  let stoppedBy: LrFindResult['stoppedBy'] = 'num_it';
+  for (let it = 0; it < numIt; it++) {
+    const lr = schedExp(startLr, endLr, it / numIt);
+    const raw = await step(lr, it);
+    const s = smooth.add(raw);
+    lrs.push(lr);
+    losses.push(s);
+    rawLosses.push(raw);
+    if (s < best) best = s;
+    if (stopDiv && s > 4 * best) {
+      stoppedBy = 'divergence';
+      break;
+    }
+  }
+  return { lrs, losses, rawLosses, stoppedBy, valley: suggestValley(lrs, losses, requested) };
+}
+
+/**
+ * fastai's suggestion input: lrs/losses[numIt//10 : −5], cut at the first NaN loss, held as float32
+ * tensors (hence the fround, which also makes the suggested lr a float32 value as fastai returns it).
+ */
+export function suggestValley(lrs: readonly number[], losses: readonly number[], numIt: number): Suggestion | undefined {
+  const from = Math.floor(numIt / 10);
+  let to = Math.max(from, lrs.length - 5);
+  const firstNaN = losses.slice(from, to).findIndex((l) => Number.isNaN(l));
+  if (firstNaN >= 0) to = from + firstNaN;
+  if (to <= from) return undefined;
+  const winLosses = losses.slice(from, to).map(Math.fround);
+  const i = valley(winLosses);
+  return { lr: Math.fround(lrs[from + i]), index: from + i, loss: winLosses[i] };
+}
+
+/**
+ * fastai `valley`: the index of the lr suggested from the longest strictly decreasing subsequence of
+ * losses (O(n²)). Like fastai, the best end is re-checked inside the inner loop, so `maxStart` keeps
+ * the run length seen when `maxEnd` was last moved; the suggestion sits 1/3 + 1/6 into that run.
+ */
+export function valley(losses: readonly number[]): number {
+  const n = losses.length;
+  const lds = new Array<number>(n).fill(1);
+  let maxStart = 0;
+  let maxEnd = 0;
+  for (let i = 1; i < n; i++) {
+    for (let j = 0; j < i; j++) {
+      if (losses[i] < losses[j] && lds[i] < lds[j] + 1) lds[i] = lds[j] + 1;
+      if (lds[maxEnd] < lds[i]) {
+        maxEnd = i;
+        maxStart = maxEnd - lds[maxEnd];
+      }
+    }
+  }
+  const sections = (maxEnd - maxStart) / 3;
+  return maxStart + Math.trunc(sections) + Math.trunc(sections / 2);
+}
+
+// ---- PNG plot -------------------------------------------------------------------------------------
+
+type RGB = readonly [number, number, number];
+
+/** 5×7 glyphs for the plot's labels ('#' lit, one string per row); g and y add two descender rows. */
+const FONT: Record<string, readonly string[]> = {
+  '0': ['.###.', '#...#', '#..##', '#.#.#', '##..#', '#...#', '.###.'],
+  '1': ['..#..', '.##..', '..#..', '..#..', '..#..', '..#..', '.###.'],
+  '2': ['.###.', '#...#', '....#', '...#.', '..#..', '.#...', '#####'],
+  '3': ['#####', '...#.', '..#..', '...#.', '....#', '#...#', '.###.'],
+  '4': ['...#.', '..##.', '.#.#.', '#..#.', '#####', '...#.', '...#.'],
+  '5': ['#####', '#....', '####.', '....#', '....#', '#...#', '.###.'],
+  '6': ['..##.', '.#...', '#....', '####.', '#...#', '#...#', '.###.'],
+  '7': ['#####', '....#', '...#.', '..#..', '.#...', '.#...', '.#...'],
+  '8': ['.###.', '#...#', '#...#', '.###.', '#...#', '#...#', '.###.'],
+  '9': ['.###.', '#...#', '#...#', '.####', '....#', '...#.', '.##..'],
+  '.': ['.....', '.....', '.....', '.....', '.....', '.##..', '.##..'],
+  '-': ['.....', '.....', '.....', '.###.', '.....', '.....', '.....'],
+  '+': ['.....', '..#..', '..#..', '#####', '..#..', '..#..', '.....'],
+  ':': ['.....', '.##..', '.##..', '.....', '.##..', '.##..', '.....'],
+  '_': ['.....', '.....', '.....', '.....', '.....', '.....', '#####'],
+  ' ': ['.....', '.....', '.....', '.....', '.....', '.....', '.....'],
+  a: ['.....', '.....', '.###.', '....#', '.####', '#...#', '.####'],
+  d: ['....#', '....#', '.##.#', '#..##', '#...#', '#...#', '.####'],
+  e: ['.....', '.....', '.###.', '#...#', '#####', '#....', '.###.'],
+  f: ['..##.', '.#..#', '.#...', '###..', '.#...', '.#...', '.#...'],
+  g: ['.....', '.....', '.####', '#...#', '#...#', '#...#', '.####', '....#', '.###.'],
+  i: ['..#..', '.....', '.##..', '..#..', '..#..', '..#..', '.###.'],
+  l: ['.##..', '..#..', '..#..', '..#..', '..#..', '..#..', '.###.'],
+  n: ['.....', '.....', '#.##.', '##..#', '#...#', '#...#', '#...#'],
+  o: ['.....', '.....', '.###.', '#...#', '#...#', '#...#', '.###.'],
+  r: ['.....', '.....', '#.##.', '##..#', '#....', '#....', '#....'],
+  s: ['.....', '.....', '.####', '#....', '.###.', '....#', '####.'],
+  t: ['.#...', '.#...', '###..', '.#...', '.#...', '.#..#', '..##.'],
+  v: ['.....', '.....', '#...#', '#...#', '#...#', '.#.#.', '..#..'],
+  y: ['.....', '.....', '#...#', '#...#', '#...#', '#...#', '.####', '....#', '.###.'],
+  L: ['#....', '#....', '#....', '#....', '#....', '#....', '#####'],
+  R: ['####.', '#...#', '#...#', '####.', '#.#..', '#..#.', '#...#'],
+};
+
+/** An RGBA raster with the few primitives the plot needs. */
+class Raster {
+  readonly data: Buffer;
+  constructor(
+    readonly width: number,
+    readonly height: number,
+  ) {
+    this.data = Buffer.alloc(width * height * 4, 255);
+  }
+
+  set(x: number, y: number, c: RGB): void {
+    x = Math.round(x);
+    y = Math.round(y);
+    if (x < 0 || y < 0 || x >= this.width || y >= this.height) return;
+    const o = (y * this.width + x) * 4;
+    this.data[o] = c[0];
+    this.data[o + 1] = c[1];
+    this.data[o + 2] = c[2];
+    this.data[o + 3] = 255;
+  }
+
+  rect(x: number, y: number, w: number, h: number, c: RGB): void {
+    for (let j = 0; j < h; j++) for (let i = 0; i < w; i++) this.set(x + i, y + j, c);
+  }
+
+  /** A line `thick` pixels wide: square stamps along a DDA walk. */
+  line(x0: number, y0: number, x1: number, y1: number, c: RGB, thick = 1): void {
+    const n = Math.max(1, Math.ceil(Math.max(Math.abs(x1 - x0), Math.abs(y1 - y0))));
+    const r = Math.floor(thick / 2);
+    for (let k = 0; k <= n; k++) {
+      const x = Math.round(x0 + ((x1 - x0) * k) / n);
+      const y = Math.round(y0 + ((y1 - y0) * k) / n);
+      this.rect(x - r, y - r, thick, thick, c);
+    }
+  }
+
+  disc(cx: number, cy: number, radius: number, c: RGB): void {
+    for (let y = -radius; y <= radius; y++) {
+      for (let x = -radius; x <= radius; x++) if (x * x + y * y <= radius * radius) this.set(cx + x, cy + y, c);
+    }
+  }
+
+  /** Text with its top-left corner at (x, y); unknown characters are left blank. */
+  text(x: number, y: number, s: string, c: RGB, scale = 2): void {
+    [...s].forEach((ch, k) => {
+      const g = FONT[ch];
+      if (!g) return;
+      for (let row = 0; row < g.length; row++) {
+        for (let col = 0; col < 5; col++) if (g[row][col] === '#') this.rect(x + (k * 6 + col) * scale, y + row * scale, scale, scale, c);
+      }
+    });
+  }
+
+  static textWidth(s: string, scale = 2): number {
+    return s.length * 6 * scale - scale;
+  }
+}
+
+/** A 1/2/5×10^k step giving about `target` intervals over [lo, hi]. */
+function niceStep(lo: number, hi: number, target: number): number {
+  const raw = (hi - lo) / target;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 5, 10].map((f) => f * mag).find((s) => s >= raw) ?? 10 * mag;
+}
+
+export interface PlotOptions {
+  width?: number;
+  height?: number;
+  /** Points dropped from the end of the curve (fastai plot_lr_find's skip_end). */
+  skipEnd?: number;
+}
+
+const BLACK: RGB = [0, 0, 0];
+const GREY: RGB = [200, 200, 200];
+const BLUE: RGB = [31, 119, 180];
+const RED: RGB = [214, 39, 40];
+
+/** The smoothed loss against lr on a log axis, with the valley suggestion marked, as PNG bytes. */
+export function plotLrFind(result: LrFindResult, opts: PlotOptions = {}): Buffer {
+  const W = opts.width ?? 720;
+  const H = opts.height ?? 480;
+  const skip = opts.skipEnd ?? 5;
+  const n = Math.max(0, result.lrs.length - skip);
+  const pts = result.lrs.slice(0, n).map((lr, i) => [Math.log10(lr), result.losses[i]] as const).filter(([, l]) => Number.isFinite(l));
+  const img = new Raster(W, H);
+  const left = 90;
+  const right = W - 20;
+  const top = 40;
+  const bottom = H - 60;
+
+  const xs = pts.map((p) => p[0]);
+  const ys = pts.map((p) => p[1]);
+  let [x0, x1] = xs.length ? [Math.min(...xs), Math.max(...xs)] : [-7, 1];
+  if (x1 - x0 < 1e-9) [x0, x1] = [x0 - 0.5, x1 + 0.5];
+  let [y0, y1] = ys.length ? [Math.min(...ys), Math.max(...ys)] : [0, 1];
+  const pad = (y1 - y0) * 0.05 || Math.abs(y0) * 0.05 || 1;
+  [y0, y1] = [y0 - pad, y1 + pad];
+  const px = (x: number) => left + ((x - x0) / (x1 - x0)) * (right - left);
+  const py = (y: number) => bottom - ((y - y0) / (y1 - y0)) * (bottom - top);
+
+  // Grid and ticks: decades labelled, 2..9 minor ticks on x; 1/2/5 steps on y.
+  for (let k = Math.ceil(x0); k <= Math.floor(x1); k++) {
+    const x = px(k);
+    img.line(x, top, x, bottom, GREY);
+    img.line(x, bottom, x, bottom + 6, BLACK);
+    const label = `1e${k}`;
+    img.text(x - Raster.textWidth(label) / 2, bottom + 12, label, BLACK);
+  }
+  for (let k = Math.floor(x0); k <= Math.ceil(x1); k++) {
+    for (let m = 2; m <= 9; m++) {
+      const x = k + Math.log10(m);
+      if (x > x0 && x < x1) img.line(px(x), bottom, px(x), bottom + 3, BLACK);
+    }
+  }
+  const ystep = niceStep(y0, y1, 5);
+  const decimals = Math.max(0, -Math.floor(Math.log10(ystep)));
+  for (let v = Math.ceil(y0 / ystep) * ystep; v <= y1; v += ystep) {
+    const y = py(v);
+    img.line(left, y, right, y, GREY);
+    img.line(left - 6, y, left, y, BLACK);
+    const label = v.toFixed(decimals);
+    img.text(left - 10 - Raster.textWidth(label), y - 7, label, BLACK);
+  }
+  img.line(left, top, left, bottom, BLACK, 2);
+  img.line(left, bottom, right, bottom, BLACK, 2);
+  img.text((left + right) / 2 - Raster.textWidth('Learning Rate') / 2, H - 24, 'Learning Rate', BLACK);
+  img.text(10, 12, 'Loss', BLACK);
+  img.text((left + right) / 2 - Raster.textWidth('lr_find') / 2, 12, 'lr_find', BLACK);
+
+  for (let i = 1; i < pts.length; i++) img.line(px(pts[i - 1][0]), py(pts[i - 1][1]), px(pts[i][0]), py(pts[i][1]), BLUE, 2);
+  const v = result.valley;
+  if (v) {
+    img.disc(px(Math.log10(v.lr)), py(v.loss), 6, RED);
+    const label = `valley: ${v.lr.toExponential(2)}`;
+    const lx = right - Raster.textWidth(label) - 10;
+    img.disc(lx - 14, top + 14, 5, RED);
+    img.text(lx, top + 7, label, BLACK);
+  }
+
+  const png = new pngjs.PNG({ width: W, height: H });
+  img.data.copy(png.data);
+  return pngjs.PNG.sync.write(png);
+}
