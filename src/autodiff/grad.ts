@@ -27,9 +27,10 @@ export function differentiate(g: Graph, options: DifferentiateOptions): Map<stri
   const symbolic = inferShapes(g);
 
   const lossInfo = g.info(options.loss);
-  if (!lossInfo) throw new UserError(`loss ${options.loss} is not a value of the graph; name one of its outputs`);
-  const lossShape = lossInfo.shape;
-  if (!lossShape || lossShape.some((d) => d !== 1)) throw new UserError(`loss ${options.loss} has shape [${lossShape ?? '?'}]; it must be a scalar (reduce it with ReduceMean or ReduceSum)`);
+  if (!lossInfo && !g.producers().has(options.loss)) throw new UserError(`loss ${options.loss} is not a value of the graph; name one of its outputs`);
+  const lossShape = lossInfo?.shape;
+  if (!lossShape) throw new UserError(`the shape of loss ${options.loss} is unknown: an op on its path has no shape rule (${g.producers().get(options.loss)?.op ?? 'input'}); build the loss from supported ops`);
+  if (lossShape.some((d) => d !== 1)) throw new UserError(`loss ${options.loss} has shape [${lossShape ?? '?'}]; it must be a scalar (reduce it with ReduceMean or ReduceSum)`);
   for (const w of options.wrt) {
     const info = g.info(w);
     if (!info) throw new UserError(`cannot differentiate with respect to ${w}: no such input or initializer`);

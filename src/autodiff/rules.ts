@@ -253,6 +253,34 @@ function isTrainingDropout(c: GradContext): boolean {
   return Number(t.data[0]) !== 0;
 }
 
+/**
+ * Softmax cross-entropy over [N, C] scores with integer labels: (softmax − onehot) · dLoss; rows whose
+ * label is ignore_index get no gradient and, for mean reduction, do not count (PyTorch's semantics).
+ */
+function softmaxCrossEntropyGrad(c: GradContext): (string | undefined)[] {
+  const reduction = c.node.attrs.reduction && 's' in c.node.attrs.reduction ? c.node.attrs.reduction.s : 'mean';
+  if (c.node.inputs[2]) throw new UserError(`node ${c.node.name} (SoftmaxCrossEntropyLoss): class weights have no gradient rule; drop them`);
+  if (c.hasGO(1)) throw new UserError(`node ${c.node.name} (SoftmaxCrossEntropyLoss): its log_prob output is used on the path to the loss, which has no gradient rule`);
+  const scores = c.I(0);
+  const labels = c.I(1);
+  const shape = c.shape(scores);
+  if (shape.length !== 2 || typeof shape[1] !== 'number') throw new UserError(`node ${c.node.name} (SoftmaxCrossEntropyLoss): scores must be [N, C] with a fixed C; got [${shape}]`);
+  const ignore = c.node.attrs.ignore_index && 'i' in c.node.attrs.ignore_index ? c.node.attrs.ignore_index.i : undefined;
+  // OneHot of an out-of-range label (ignore_index) is all zeros, and the row mask removes its softmax term.
+  const onehot = c.op('OneHot', [labels, c.b.constant('int64', [shape[1]], []), c.b.constant('float', [0, 1], [2])], { axis: -1 });
+  let diff = c.op('Sub', [c.op('Softmax', [scores], { axis: 1 }), onehot]);
+  const keep = ignore === undefined ? undefined
+    : c.op('Cast', [c.op('Not', [c.op('Equal', [labels, c.b.constant('int64', [ignore], [])])])], { to: DataType.float });
+  if (keep) diff = mul(c, diff, c.op('Unsqueeze', [keep, c.b.ints([1])]));
+  if (reduction === 'none') return [mul(c, diff, c.op('Unsqueeze', [c.GO(), c.b.ints([1])]))];
+  const scaled = mul(c, diff, c.GO());
+  if (reduction === 'sum') return [scaled];
+  const count = keep ? c.op('ReduceSum', [keep], { keepdims: 0 })
+    : typeof shape[0] === 'number' ? c.b.scalar(shape[0])
+    : c.op('Cast', [c.op('Slice', [c.op('Shape', [scores]), c.b.ints([0]), c.b.ints([1])])], { to: DataType.float });
+  return [c.op('Div', [scaled, count])];
+}
+
 export const gradientRules: Record<string, GradRule> = {
   Identity: passThrough,
   Dropout: (c) => [isTrainingDropout(c) ? mul(c, mul(c, c.GO(), c.op('Cast', [c.O(1)], { to: DataType.float })), c.b.scalar(dropoutScale(c))) : c.GO()],
@@ -333,6 +361,7 @@ export const gradientRules: Record<string, GradRule> = {
     const axis = c.int('axis', -1);
     return [c.op('Sub', [c.GO(), mul(c, c.op('Exp', [c.O(0)]), c.reduceSum(c.GO(), [axis], true))])];
   },
+  SoftmaxCrossEntropyLoss: softmaxCrossEntropyGrad,
   Conv: (c) => {
     const geo = convGeometry(c);
     const recipes = chooseConvRecipes(geo);

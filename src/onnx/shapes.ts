@@ -326,6 +326,11 @@ const rules: Record<string, ShapeRule> = {
     out.splice(axis < 0 ? idx.length + 1 + axis : axis, 0, depth?.[0] ?? `${c.node.name}_d`);
     return { outputs: [{ dtype: c.in(2).dtype, shape: out }] };
   },
+  SoftmaxCrossEntropyLoss: (c) => {
+    const reduction = c.node.attrs.reduction && 's' in c.node.attrs.reduction ? c.node.attrs.reduction.s : 'mean';
+    const x = c.in(0);
+    return { outputs: [{ dtype: x.dtype, shape: reduction === 'none' ? c.in(1).shape : [] }, { dtype: x.dtype, shape: x.shape }] };
+  },
   Col2Im: (c) => {
     const x = c.in(0).shape;
     const img = c.values(1);

@@ -77,6 +77,20 @@ const cases: Case[] = [
   { rule: 'MaxPool', name: 'MaxPool 3×3 s2 p1 (ResNet stem), odd size', inputs: { X: [2, 3, 7, 9] }, build: (b) => b.op('MaxPool', ['X'], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }) },
   { rule: 'Softmax', name: 'Softmax', inputs: { X: [3, 4] }, build: (b) => b.op('Softmax', ['X'], { axis: 1 }) },
   { rule: 'LogSoftmax', name: 'LogSoftmax', inputs: { X: [3, 4] }, build: (b) => b.op('LogSoftmax', ['X'], { axis: -1 }) },
+  {
+    rule: 'SoftmaxCrossEntropyLoss', name: 'SoftmaxCrossEntropyLoss mean, with an ignored label', inputs: { X: [4, 3] },
+    build: (b: Builder, g: Graph) => {
+      g.initializers.set('labels', { dtype: 'int64', dims: [4], data: BigInt64Array.from([2n, 0n, -100n, 1n]) });
+      return b.opN('SoftmaxCrossEntropyLoss', ['X', 'labels'], { reduction: 'mean', ignore_index: -100 }, 1)[0];
+    },
+  },
+  {
+    rule: 'SoftmaxCrossEntropyLoss', name: 'SoftmaxCrossEntropyLoss reduction none', inputs: { X: [3, 4] },
+    build: (b: Builder, g: Graph) => {
+      g.initializers.set('labels', { dtype: 'int64', dims: [3], data: BigInt64Array.from([3n, 0n, 1n]) });
+      return b.opN('SoftmaxCrossEntropyLoss', ['X', 'labels'], { reduction: 'none' }, 1)[0];
+    },
+  },
   conv([2, 3, 6, 6], [4, 3, 3, 3], { pads: [1, 1, 1, 1] }),
   conv([2, 5, 7, 7], [4, 5, 3, 3], { pads: [1, 1, 1, 1], strides: [2, 2] }),
   conv([2, 5, 8, 8], [4, 5, 3, 3], { pads: [1, 1, 1, 1], strides: [2, 2] }, false),
