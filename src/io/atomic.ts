@@ -17,8 +17,9 @@
  *  - after a crash, `recoverAtomicDir` (run first by every `writeDirAtomic`) restores `<dir>`:
  *    a crash between the renames rolls forward to the new set (it was complete and fsynced before
  *    the first rename), any earlier crash leaves the old set and deletes the partial one.
- * Leftovers are only touched when the process whose pid they carry is gone, so concurrent writers
- * of the same directory do not delete each other's work (the last swap wins).
+ * Leftovers are only touched when the process whose pid they carry is gone, so writers in
+ * different processes do not delete each other's work (the last swap wins); within one process,
+ * write a given directory from one call at a time.
  *
  * Test hook: with env ORT_DANN_TEST_KILL_DURING_WRITE=<substring>, the process SIGKILLs itself
  * halfway through writing any file whose target path contains <substring>; for directories the
@@ -51,7 +52,7 @@ function dieNow(): never {
 }
 
 /** Turns the errors a user can fix into one-line UserErrors naming `target`; others pass through. */
-export function describeWriteError(e: unknown, target: string): unknown {
+function describeWriteError(e: unknown, target: string): unknown {
   const code = (e as NodeJS.ErrnoException | null)?.code;
   const where = dirname(target);
   switch (code) {
@@ -216,8 +217,9 @@ export async function writeDirAtomic(dir: string, files: Iterable<[string, Write
   const tmp = `${dir}.tmp-${process.pid}`;
   const old = `${dir}.old-${process.pid}`;
   try {
-    // A stale folder of a dead process that had our pid; recoverAtomicDir skips our own pid.
+    // Stale folders of a dead process that had our pid (recoverAtomicDir skips our own pid).
     await fs.rm(tmp, { recursive: true, force: true });
+    if (await exists(dir)) await fs.rm(old, { recursive: true, force: true });
     await fs.mkdir(tmp);
     for (const [name, data] of entries) await writeNewFile(join(tmp, name), join(dir, name), data, opts.mode ?? 0o666);
     await fsyncDir(tmp);

@@ -1,16 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KILL_ENV, readDirConsistent, recoverAtomicDir, writeDirAtomic, writeFileAtomic } from '../../src/io/atomic.ts';
 import { UserError } from '../../src/errors.ts';
+import { tempDirs } from './tmp.ts';
 
 const ATOMIC = fileURLToPath(new URL('../../src/io/atomic.ts', import.meta.url));
-const tmp = () => mkdtempSync(join(tmpdir(), 'ort-dann-atomic-'));
+const tmp = tempDirs('ort-dann-atomic-');
 
 /** Runs `body` (TypeScript, with writeFileAtomic/writeDirAtomic in scope) in a child with the kill hook set. */
 function runChild(dir: string, body: string, killOn: string) {

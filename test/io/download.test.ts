@@ -1,13 +1,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { downloadOnce, sha256PrefixFromFilename } from '../../src/io/download.ts';
 import { UserError } from '../../src/errors.ts';
+import { tempDirs } from './tmp.ts';
 
 // Only the loopback server below is ever contacted; a proxy from the environment would intercept it.
 for (const v of ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY']) delete process.env[v];
@@ -45,7 +45,7 @@ after(() => {
   server.close();
 });
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'ort-dann-dl-'));
+const tmp = tempDirs('ort-dann-dl-');
 
 async function userError(p: Promise<unknown>): Promise<UserError> {
   const err = await p.then(() => undefined, (e: unknown) => e);

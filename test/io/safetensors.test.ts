@@ -1,14 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeSafetensors, parseSafetensors, readSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
 import { toFloat32, type Tensor } from '../../src/io/tensor.ts';
 import { UserError } from '../../src/errors.ts';
 import { PY_SAFETENSORS, runPython } from './python.ts';
+import { tempDirs } from './tmp.ts';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'ort-dann-st-'));
+const tmp = tempDirs('ort-dann-st-');
 
 const ours: Record<string, Tensor> = {
   'layer.weight': { dtype: 'F32', shape: [2, 3], data: new Float32Array([0.5, -1.25, 3, 4e-8, 1e30, -0]) },

@@ -1,14 +1,14 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readTorchPth } from '../../src/io/torch-pth.ts';
 import { toFloat32, type Tensor } from '../../src/io/tensor.ts';
 import { UserError } from '../../src/errors.ts';
 import { runPython } from './python.ts';
+import { tempDirs } from './tmp.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'ort-dann-pth-'));
+const dir = tempDirs('ort-dann-pth-')();
 const at = (name: string) => join(dir, name);
 
 // One Python run makes every fixture, with the expected values next to them.
