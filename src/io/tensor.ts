@@ -53,8 +53,6 @@ const CTORS: Record<DType, ArrayCtor> = {
   BOOL: Uint8Array,
 };
 
-export const DTYPES = Object.keys(CTORS) as DType[];
-
 export function isDType(s: unknown): s is DType {
   return typeof s === 'string' && Object.hasOwn(CTORS, s);
 }
