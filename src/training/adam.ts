@@ -10,10 +10,11 @@
  *   step ← step + 1               (per tensor)
  *   p ← p − lr/(1 − mom^step) · m / (sqrt(v/(1 − sqrMom^step)) + eps)
  *
- * Precision: each element is computed in float64 and rounded to float32 where PyTorch writes a tensor
- * (m, v, p after decay, p), so it matches fastai's float32 PyTorch ops to ~1 ulp, not bit for bit
- * (PyTorch rounds its scalar coefficients to float32 and may fuse multiply-adds). The calling-thread
- * and worker paths run the same kernel on the same inputs, so they agree bit for bit.
+ * Precision: float32 semantics throughout. The scalar coefficients are computed in float64 as fastai's
+ * Python does, then rounded to float32; every element operation is rounded to float32 where PyTorch's
+ * float32 kernels round (see adamKernel), so results match fastai on PyTorch CPU (AVX2 build) bit for
+ * bit in nearly all elements, and otherwise within 1 ulp of an intermediate. The calling-thread and
+ * worker paths run the same kernel on the same inputs, so they agree bit for bit.
  */
 import { Worker } from 'node:worker_threads';
 import type { GroupHyper } from './types.ts';
@@ -43,8 +44,8 @@ export interface AdamStepperOptions {
   workers?: number;
 }
 
-/** Per-chunk record in the work lists: start, end, then the six coefficients below. */
-const STRIDE = 8;
+/** Per-chunk record in the work lists: start, end, then the eight float32 coefficients adamKernel reads. */
+const STRIDE = 10;
 /** Worker split points are rounded up to 16 floats (64-byte cache lines), so workers never share a line. */
 const ALIGN = 16;
 
@@ -56,30 +57,39 @@ export function sharedFloat32Array(length: number): Float32Array {
 /**
  * Runs the update over a work list of chunk records. Shared by the calling thread and the workers
  * (which import this module), so both paths execute identical arithmetic.
+ *
+ * Each line reproduces one PyTorch float32 CPU op of fastai's step, rounding where PyTorch rounds:
+ * scalar coefficients arrive as float32; `add_(g, alpha)` and `addcmul_` are fused multiply-adds in
+ * PyTorch's vectorised kernels, emulated by adding an exact float64 product (float32 × float32 fits
+ * in 53 bits) and rounding once to float32.
  */
 export function adamKernel(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, work: Float64Array): void {
+  const f = Math.fround;
   for (let o = 0; o < work.length; o += STRIDE) {
     const start = work[o] | 0;
     const end = work[o + 1] | 0;
     const decay = work[o + 2];
     const mom = work[o + 3];
-    const sqrMom = work[o + 4];
-    const stepSize = work[o + 5];
-    const debias2 = work[o + 6];
-    const eps = work[o + 7];
-    const damp1 = 1 - mom;
-    const damp2 = 1 - sqrMom;
+    const damp1 = work[o + 4];
+    const sqrMom = work[o + 5];
+    const damp2 = work[o + 6];
+    const debias2 = work[o + 7];
+    const eps = work[o + 8];
+    const negStep = work[o + 9];
     for (let i = start; i < end; i++) {
       const gi = g[i];
-      const mi = Math.fround(mom * m[i] + damp1 * gi);
-      const vi = Math.fround(sqrMom * v[i] + damp2 * gi * gi);
+      const mi = f(f(m[i] * mom) + damp1 * gi); //             m.mul_(mom).add_(g, alpha=1-mom)
+      const vi = f(f(v[i] * sqrMom) + f(damp2 * gi) * gi); //  v.mul_(sqr_mom).addcmul_(g, g, value=1-sqr_mom)
       m[i] = mi;
       v[i] = vi;
-      const decayed = Math.fround(p[i] * decay);
-      p[i] = decayed - (stepSize * mi) / (Math.sqrt(vi / debias2) + eps);
+      const den = f(f(Math.sqrt(f(vi / debias2))) + eps); //   (v/debias2).sqrt() + eps
+      p[i] = f(f(p[i] * decay) + f(f(negStep * mi) / den)); // p.mul_(1-lr*wd); p.addcdiv_(m, den, value=-lr/debias1)
     }
   }
 }
+
+/** fastai `debias(mom, 1-mom, step)`, kept in its algebraic form (not simplified) to round as fastai does. */
+const debias = (mom: number, step: number) => ((1 - mom) * (1 - mom ** step)) / (1 - mom);
 
 interface WorkerSlot {
   worker: Worker;
@@ -184,10 +194,12 @@ export class AdamStepper {
       if (!h) throw new RangeError(`tensor ${t.name} is in group ${t.group}, but only ${hypers.length} groups have hyper-parameters`);
       const step = ++this.steps[i];
       if (t.size === 0) return;
+      // Python float64 scalars, as fastai computes them, then float32 as PyTorch casts them.
       const decay = t.decay && h.wd !== 0 ? 1 - h.lr * h.wd : 1;
-      const stepSize = h.lr / (1 - h.mom ** step);
-      const debias2 = 1 - h.sqrMom ** step;
-      segs.push({ start: t.offset, end: t.offset + t.size, coeffs: [decay, h.mom, h.sqrMom, stepSize, debias2, h.eps] });
+      const debias1 = debias(h.mom, step);
+      const debias2 = debias(h.sqrMom, step);
+      const coeffs = [decay, h.mom, 1 - h.mom, h.sqrMom, 1 - h.sqrMom, debias2, h.eps, -h.lr / debias1].map(Math.fround);
+      segs.push({ start: t.offset, end: t.offset + t.size, coeffs });
       total += t.size;
     });
     const lists: number[][] = Array.from({ length: parts }, () => []);

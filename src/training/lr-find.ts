@@ -85,26 +85,25 @@ export function suggestValley(lrs: readonly number[], losses: readonly number[],
 }
 
 /**
- * fastai `valley`: the index of the lr suggested from the longest strictly decreasing subsequence of
- * losses (O(n²)). Like fastai, the best end is re-checked inside the inner loop, so `maxStart` keeps
- * the run length seen when `maxEnd` was last moved; the suggestion sits 1/3 + 1/6 into that run.
+ * fastai `valley`: lds[i] is the length of the longest strictly decreasing subsequence ending at i;
+ * the run ends at the first index with the largest lds and starts lds before it (fastai updates its
+ * best end inside the O(n²) loop, which picks the same index); the suggestion lies 1/3 + 1/6 into it.
  */
 export function valley(losses: readonly number[]): number {
   const n = losses.length;
+  if (n === 0) throw new RangeError('valley needs at least one loss');
   const lds = new Array<number>(n).fill(1);
-  let maxStart = 0;
-  let maxEnd = 0;
   for (let i = 1; i < n; i++) {
-    for (let j = 0; j < i; j++) {
-      if (losses[i] < losses[j] && lds[i] < lds[j] + 1) lds[i] = lds[j] + 1;
-      if (lds[maxEnd] < lds[i]) {
-        maxEnd = i;
-        maxStart = maxEnd - lds[maxEnd];
-      }
-    }
+    for (let j = 0; j < i; j++) if (losses[i] < losses[j] && lds[i] < lds[j] + 1) lds[i] = lds[j] + 1;
   }
+  const longest = Math.max(...lds);
+  const maxEnd = lds.indexOf(longest);
+  // fastai's start stays at its initial 0 when no loss ever decreases.
+  const maxStart = longest > 1 ? maxEnd - longest : 0;
   const sections = (maxEnd - maxStart) / 3;
-  return maxStart + Math.trunc(sections) + Math.trunc(sections / 2);
+  const idx = maxStart + Math.trunc(sections) + Math.trunc(sections / 2);
+  // A 2-long run from index 0 gives −1, which fastai's Python indexing reads as the last element.
+  return idx < 0 ? idx + n : idx;
 }
 
 // ---- PNG plot -------------------------------------------------------------------------------------
