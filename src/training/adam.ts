@@ -186,12 +186,14 @@ export class AdamStepper {
   /** Advances the step counts and cuts the trainable elements into `parts` equal, aligned work lists. */
   private plan(hypers: readonly GroupHyper[], trainable: ArrayLike<boolean>, parts: number): Float64Array[] {
     type Seg = { start: number; end: number; coeffs: number[] };
+    // Checked before any step count moves, so a bad call leaves the state as it was.
+    const missing = this.tensors.find((t, i) => trainable[i] && !hypers[t.group]);
+    if (missing) throw new RangeError(`tensor ${missing.name} is in group ${missing.group}, but only ${hypers.length} groups have hyper-parameters`);
     const segs: Seg[] = [];
     let total = 0;
     this.tensors.forEach((t, i) => {
       if (!trainable[i]) return;
       const h = hypers[t.group];
-      if (!h) throw new RangeError(`tensor ${t.name} is in group ${t.group}, but only ${hypers.length} groups have hyper-parameters`);
       const step = ++this.steps[i];
       if (t.size === 0) return;
       // Python float64 scalars, as fastai computes them, then float32 as PyTorch casts them.

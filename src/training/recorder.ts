@@ -91,7 +91,8 @@ export type EpochRow = Record<string, number | string | undefined>;
 
 /**
  * A loop Callback that fills `state.smoothLoss` after each batch and writes the epoch table. Like
- * fastai, smoothing restarts at each fit and train_loss is the smoothed value at the epoch's end.
+ * fastai, each fit (each phase of fine_tune) restarts the smoothing and prints its own table header,
+ * and train_loss is the smoothed value at the epoch's end. The epoch column shows `state.epoch`.
  * Run it before callbacks that read smoothLoss, and after the progress bar has cleared its line.
  */
 export class Recorder implements Callback {
@@ -115,6 +116,7 @@ export class Recorder implements Callback {
 
   beforeFit(): void {
     this.smooth.reset();
+    this.table = undefined;
   }
 
   beforeEpoch(): void {

@@ -147,6 +147,8 @@ export interface PlanPoint {
   phaseStep: number;
   /** Global 0-based epoch, counting the frozen epochs first. */
   epoch: number;
+  /** 0-based epoch inside the phase: fastai numbers each fit's table from 0. */
+  phaseEpoch: number;
   hypers: GroupHyper[];
   /** Fraction of all planned iterations done before this batch. */
   progress: number;
@@ -221,6 +223,7 @@ export function fineTuneDannPlan(o: FineTuneDannOptions): FineTunePlan {
       phase,
       phaseStep,
       epoch: Math.floor(step / o.nIter),
+      phaseEpoch: Math.floor(phaseStep / o.nIter),
       hypers: phase.schedule.hypers(phaseStep),
       progress,
       alpha: dannAlpha(progress),

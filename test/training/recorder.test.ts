@@ -62,6 +62,15 @@ test('Recorder fills smoothLoss and writes the epoch table with metrics in order
   const fourth = smooth.add(1);
   assert.equal(lines[2], `1         ${fourth.toFixed(6)}    0.750000    0.500000  0.500000         01:15     `);
   assert.deepEqual(rec.rows[1], { epoch: '1', train_loss: fourth, valid_loss: 0.75, rmse_a: 0.5, domain_accuracy: 0.5, time: '01:15' });
+
+  // A second fit (fine_tune's unfrozen phase) restarts the smoothing and prints its own header.
+  rec.beforeFit();
+  rec.beforeEpoch();
+  rec.afterBatch(state({ loss: 3, hypers }));
+  rec.afterEpoch(state({ metrics: { valid_loss: 1, rmse_a: 2, domain_accuracy: 0.5 } }));
+  assert.equal(lines.length, 5);
+  assert.equal(lines[3], lines[0]);
+  assert.ok(lines[4].startsWith('0         3.000000    1.000000    2.000000  0.500000'));
 });
 
 /** A stream that records what is written, optionally claiming to be a terminal. */

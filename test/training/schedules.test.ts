@@ -106,13 +106,13 @@ test("fine_tune_dann plan: freeze_to(1) phase, then base_lr/2 unfrozen with slic
   assert.deepEqual([first.phaseIndex, first.phaseStep, first.epoch, first.progress, first.alpha], [0, 0, 0, 0, 0]);
   close(first.hypers[4].lr, 2e-3 / 25, 1e-12);
   const second = plan.at(10);
-  assert.deepEqual([second.phaseIndex, second.phaseStep, second.epoch], [1, 0, 1]);
+  assert.deepEqual([second.phaseIndex, second.phaseStep, second.epoch, second.phaseEpoch], [1, 0, 1, 0]);
   close(second.hypers[4].lr, 1e-3 / 5, 1e-12);
   close(second.hypers[0].lr, 1e-5 / 5, 1e-12);
   assert.equal(second.hypers[0].mom, 0.95);
   close(second.alpha, dannAlpha(10 / 40), 1e-15);
   const last = plan.at(39);
-  assert.deepEqual([last.phaseIndex, last.phaseStep, last.epoch], [1, 29, 3]);
+  assert.deepEqual([last.phaseIndex, last.phaseStep, last.epoch, last.phaseEpoch], [1, 29, 3, 2]);
   close(last.progress, 39 / 40, 1e-15);
   for (let k = 0; k < 30; k++) {
     const e = expected1cycle(1e-3, k / 30, 0.3, 5, 1e5);
