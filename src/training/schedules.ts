@@ -163,6 +163,10 @@ export interface FineTuneDannOptions {
   lrMult?: number;
   pctStart?: number;
   div?: number;
+  /**
+   * Parameter groups, empty ones included: with the seed's five (the last, grl, has no parameters),
+   * slice(base_lr) gives every real group base_lr/10 in phase 1, as it did in the seed.
+   */
   nGroups: number;
   nIter: number;
   /**
