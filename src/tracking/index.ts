@@ -1,0 +1,176 @@
+/**
+ * Tracking for one training run: W&B (online, offline or disabled) plus metrics.jsonl and report.html,
+ * which every run writes. The train command calls `createTracking`, adds `callbacks` to the loop and calls
+ * `finish` once at the end, in a `finally`, with the exit code and the exported model.
+ *
+ * What lands where (runDir is the ort-dann run directory):
+ *   - every mode: runDir/metrics.jsonl (scalar rows, appended) and runDir/report.html (rewritten each epoch)
+ *   - online and offline: the run journal runDir/wandb/<run|offline-run>-<time>-<id>/ (see offline.ts);
+ *     online runs also stream to W&B, and the journal lets `ort-dann wandb-sync runDir` finish an upload
+ *     that an outage cut short
+ *   - disabled: nothing else
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+import type { Options } from 'yargs';
+import type { Callback } from '../training/types.ts';
+import { DEFAULT_HISTOGRAM_EVERY, WandbCallback } from './callback.ts';
+import { systemClock, type Clock } from './history.ts';
+import { MetricsJsonlCallback, readMetricsJsonl } from './metrics-jsonl.ts';
+import { ReportCallback } from './report-html.ts';
+import { Reporter, stderrLogger, type TrackingLogger } from './reporter.ts';
+import { DEFAULT_TIMING, TrackedRun, type Timing } from './run.ts';
+import { resolveSettings, type TrackingMode } from './settings.ts';
+
+export type { TrackingLogger, TrackingMode, Timing };
+
+export interface TrackingOptions {
+  /** The ort-dann run directory; created if missing. */
+  runDir: string;
+  /** Default: WANDB_MODE, else online when an API key is found (WANDB_API_KEY, ~/.netrc), else offline. */
+  mode?: TrackingMode;
+  /** Options win over WANDB_PROJECT, WANDB_ENTITY, WANDB_NAME, WANDB_TAGS, WANDB_NOTES, WANDB_RUN_GROUP, WANDB_JOB_TYPE, WANDB_RUN_ID. */
+  project?: string;
+  entity?: string;
+  name?: string;
+  tags?: string[];
+  notes?: string;
+  group?: string;
+  jobType?: string;
+  runId?: string;
+  /** The run's config: hyper-parameters, model config, artifact manifest version. Plain JSON values. */
+  config?: Record<string, unknown>;
+  /** Default: WANDB_BASE_URL, else https://api.wandb.ai. */
+  baseUrl?: string;
+  /** Default: WANDB_API_KEY, else the ~/.netrc entry for the base URL's host. */
+  apiKey?: string;
+  /** Parameter and gradient histograms every N optimizer steps (wandb.watch's log_freq); 0 = never. Default 1000. */
+  histogramEvery?: number;
+  /** CPU, memory, disk and GPU metrics for W&B's System tab. Default true. */
+  systemMetrics?: boolean;
+  /** Copy stdout/stderr lines to W&B's Logs tab (output.log). Default true; tests pass their own streams. */
+  captureConsole?: boolean | { stdout: Writable; stderr: Writable };
+  /** Where warnings and the run URL go. Default: stderr, prefixed `wandb:`. */
+  logger?: TrackingLogger;
+  /** For tests: environment, home directory (netrc), clock, timing, nvidia-smi command (false: none). */
+  env?: NodeJS.ProcessEnv;
+  homeDir?: string;
+  clock?: Clock;
+  timing?: Partial<Timing>;
+  nvidiaSmi?: string | false;
+}
+
+export interface Tracking {
+  /** The mode in effect: online can turn offline when W&B is unreachable at start. */
+  mode: TrackingMode;
+  /** Add these to the training loop. */
+  callbacks: Callback[];
+  runUrl?: string;
+  /** The run journal (online and offline modes). */
+  wandbDir?: string;
+  /** True once W&B's Stop button was pressed; the callbacks also set LoopState.stopRequested. */
+  readonly stopRequested: boolean;
+  /**
+   * Ends tracking: flushes metrics.jsonl and report.html, then (W&B) closes the run with `exitCode`
+   * (0 = finished, anything else = failed) and uploads `modelPath` as a run file. Never throws for
+   * network trouble; waits at most the finish timeout (2 min by default).
+   */
+  finish(exitCode: number, modelPath?: string): Promise<void>;
+}
+
+/**
+ * Sets up tracking before training starts. Throws UserError for what the user must fix (a rejected key,
+ * an unknown entity, a bad project name, online without a key); an unreachable W&B turns the run offline.
+ */
+export async function createTracking(opts: TrackingOptions): Promise<Tracking> {
+  const settings = await resolveSettings(opts);
+  const reporter = new Reporter(opts.logger ?? stderrLogger, settings.apiKey);
+  const clock = opts.clock ?? systemClock;
+  const startMs = clock.now();
+  const config = redactDeep(opts.config ?? {}, reporter) as Record<string, unknown>;
+  await mkdir(opts.runDir, { recursive: true });
+  const metricsPath = join(opts.runDir, 'metrics.jsonl');
+  const previousRows = await readMetricsJsonl(metricsPath);
+
+  const run = settings.mode === 'disabled'
+    ? undefined
+    : await TrackedRun.start({
+        settings,
+        runDir: opts.runDir,
+        config,
+        reporter,
+        clock,
+        startMs,
+        timing: { ...DEFAULT_TIMING, ...opts.timing },
+        nvidiaSmi: opts.nvidiaSmi ?? 'nvidia-smi',
+        systemMetrics: opts.systemMetrics ?? true,
+        captureConsole: opts.captureConsole ?? true,
+      });
+  const mode: TrackingMode = run ? (run.online ? 'online' : 'offline') : 'disabled';
+  const metrics = new MetricsJsonlCallback(metricsPath, clock, startMs, reporter);
+  const report = new ReportCallback(
+    join(opts.runDir, 'report.html'),
+    { title: `ort-dann run ${settings.name ?? settings.runId}`, runUrl: run?.url, mode, startedAt: new Date(startMs).toISOString(), config },
+    clock,
+    startMs,
+    reporter,
+  );
+  report.seed(previousRows);
+  const callbacks: Callback[] = run ? [new WandbCallback(run, opts.histogramEvery ?? DEFAULT_HISTOGRAM_EVERY), metrics, report] : [metrics, report];
+  return {
+    mode,
+    callbacks,
+    runUrl: run?.url,
+    wandbDir: run?.journal.dir,
+    get stopRequested() {
+      return run?.stopRequested ?? false;
+    },
+    async finish(exitCode, modelPath) {
+      await metrics.close();
+      await report.close();
+      await run?.finish(exitCode, modelPath);
+    },
+  };
+}
+
+/** The config is user data; a key pasted into it must not reach W&B or the report. */
+function redactDeep(value: unknown, reporter: Reporter): unknown {
+  if (typeof value === 'string') return reporter.redact(value);
+  if (Array.isArray(value)) return value.map((v) => redactDeep(v, reporter));
+  if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactDeep(v, reporter)]));
+  }
+  return value;
+}
+
+/** The train command's W&B flags (yargs options); `trackingOptionsFromArgs` maps parsed values to options. */
+export const trackingFlags = {
+  wandb: { type: 'string', choices: ['online', 'offline', 'disabled'], describe: 'W&B mode (default: online if an API key is found, else offline)' },
+  'wandb-project': { type: 'string', describe: 'W&B project (default: $WANDB_PROJECT or "uncategorized")' },
+  'wandb-entity': { type: 'string', describe: 'W&B entity, user or team (default: $WANDB_ENTITY or your default entity)' },
+  'wandb-name': { type: 'string', describe: 'W&B run display name (default: $WANDB_NAME or chosen by W&B)' },
+  'wandb-tags': { type: 'string', describe: 'Comma-separated W&B tags (default: $WANDB_TAGS)' },
+  'wandb-notes': { type: 'string', describe: 'W&B run notes' },
+  'wandb-group': { type: 'string', describe: 'W&B run group' },
+  'wandb-job-type': { type: 'string', describe: 'W&B job type' },
+  'wandb-run-id': { type: 'string', describe: 'W&B run id (default: $WANDB_RUN_ID or random)' },
+  'wandb-histograms-every': { type: 'number', default: DEFAULT_HISTOGRAM_EVERY, describe: 'Log parameter/gradient histograms every N steps (0: never)' },
+} as const satisfies Record<string, Options>;
+
+export function trackingOptionsFromArgs(args: Record<string, unknown>): Partial<TrackingOptions> {
+  const str = (k: string) => (typeof args[k] === 'string' && args[k] !== '' ? (args[k] as string) : undefined);
+  const tags = str('wandb-tags');
+  return {
+    mode: str('wandb') as TrackingMode | undefined,
+    project: str('wandb-project'),
+    entity: str('wandb-entity'),
+    name: str('wandb-name'),
+    tags: tags?.split(',').map((t) => t.trim()).filter((t) => t !== ''),
+    notes: str('wandb-notes'),
+    group: str('wandb-group'),
+    jobType: str('wandb-job-type'),
+    runId: str('wandb-run-id'),
+    histogramEvery: typeof args['wandb-histograms-every'] === 'number' ? (args['wandb-histograms-every'] as number) : undefined,
+  };
+}

@@ -1,0 +1,369 @@
+/**
+ * One W&B run as the training process sees it: `log` never waits and never throws into training.
+ * Rows go to the run journal on disk (always) and, online, to W&B through the file_stream sender and the
+ * run-file uploader, both in the background.
+ */
+import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { basename, relative, resolve } from 'node:path';
+import type { Writable } from 'node:stream';
+import { captureConsole, outputLogLine } from './console.ts';
+import { toWandbJson } from './extended-json.ts';
+import { defaultTransmitMs, FileStream, type FileStreamTiming, type Offsets } from './filestream.ts';
+import { HistoryBuilder, type Clock, type Row } from './history.ts';
+import { AtomicWriter, RunJournal, type RunRecord, type SyncRecord } from './offline.ts';
+import { oneLine, type Reporter } from './reporter.ts';
+import { configJson, configYaml, environmentMetadata, gitInfo } from './run-files.ts';
+import { runUrlFor, type Settings } from './settings.ts';
+import { gpuInventory, SystemMonitor } from './system-metrics.ts';
+import { RunUploader } from './uploads.ts';
+import { UnreachableError, WandbApi, type ApiTiming } from './wandb.ts';
+
+/** W&B skips history lines longer than this ("imposed by the back-end", 10 MiB − 100 KiB). */
+export const MAX_LINE_BYTES = 10 * 1024 * 1024 - 100 * 1024;
+
+export const USER_AGENT = 'ort-dann (W&B HTTP client)';
+
+export interface Timing extends FileStreamTiming, ApiTiming {
+  /** GraphQL attempts when creating the run before falling back to offline. */
+  startAttempts: number;
+  uploadAttempts: number;
+  /** How long finish waits for uploads and the final file_stream request. */
+  finishTimeoutMs: number;
+  statsIntervalMs: number;
+  /** Memory budget per streamed file for lines not yet acknowledged. */
+  memoryBytes: number;
+  /** How often the journal's wandb-summary.json is rewritten during the run. */
+  summaryWriteMs: number;
+}
+
+export const DEFAULT_TIMING: Timing = {
+  transmitMs: defaultTransmitMs,
+  heartbeatMs: 30_000,
+  maxRequestBytes: 4 << 20,
+  maxLinesPerFile: 10_000,
+  graphqlTimeoutMs: 30_000,
+  fileStreamTimeoutMs: 60_000,
+  uploadTimeoutMs: 600_000,
+  backoff: { baseMs: 2000, maxMs: 60_000 },
+  startAttempts: 3,
+  uploadAttempts: 8,
+  finishTimeoutMs: 120_000,
+  statsIntervalMs: 15_000,
+  memoryBytes: 8 << 20,
+  summaryWriteMs: 10_000,
+};
+
+export interface RunOptions {
+  settings: Settings;
+  runDir: string;
+  config: Record<string, unknown>;
+  reporter: Reporter;
+  clock: Clock;
+  /** Clock time the run started; `_runtime` counts from here. */
+  startMs: number;
+  timing: Timing;
+  /** nvidia-smi's name or path for GPU metrics and metadata; false to skip. */
+  nvidiaSmi: string | false;
+  systemMetrics: boolean;
+  /** Capture process.stdout/stderr (true), these streams, or nothing (false). */
+  captureConsole: boolean | { stdout: Writable; stderr: Writable };
+}
+
+export class TrackedRun {
+  stopRequested = false;
+  private readonly history: HistoryBuilder;
+  private readonly summary: Row = {};
+  private summaryVersion = 0;
+  private summaryCache: { version: number; line: string } | undefined;
+  private lastSummaryWrite = 0;
+  private stream: FileStream | undefined;
+  private uploader: RunUploader | undefined;
+  private monitor: SystemMonitor | undefined;
+  private restoreConsole: (() => void) | undefined;
+  private finishing: Promise<void> | undefined;
+  private readonly uploaded: string[] = [];
+  private acked: Offsets = { 'wandb-history.jsonl': 0, 'wandb-events.jsonl': 0, 'output.log': 0 };
+
+  private constructor(
+    private readonly o: RunOptions,
+    readonly journal: RunJournal,
+    private readonly record: RunRecord,
+    private readonly api: WandbApi | undefined,
+    /** Set when online: the server's names and the run URL. */
+    readonly server: { entity: string; project: string; url: string; historyBase: number } | undefined,
+  ) {
+    this.history = new HistoryBuilder(
+      (row) => this.onRow(row),
+      o.clock,
+      (step, current) => o.reporter.warnOnce(`step-${step}`, `dropped values logged to step ${step}, behind the current step ${current} (W&B steps only go up)`),
+      o.startMs,
+    );
+  }
+
+  get online(): boolean {
+    return this.server !== undefined;
+  }
+
+  get url(): string | undefined {
+    return this.server?.url;
+  }
+
+  /**
+   * Creates the run on W&B (online) and its journal. A bad key or entity throws a UserError; a server
+   * that cannot be reached makes the run offline, with a warning.
+   */
+  static async start(o: RunOptions): Promise<TrackedRun> {
+    const s = o.settings;
+    const startMs = o.startMs;
+    const [git, gpus] = await Promise.all([gitInfo(), o.nvidiaSmi ? gpuInventory(o.nvidiaSmi) : []]);
+    let api: WandbApi | undefined;
+    let server: TrackedRun['server'];
+    let entity = s.entity ?? null;
+    let displayName = s.name ?? null;
+    if (s.mode === 'online') {
+      api = new WandbApi({
+        baseUrl: s.baseUrl,
+        appUrl: s.appUrl,
+        apiKey: s.apiKey!,
+        apiKeySource: s.apiKeySource!,
+        username: s.username,
+        timing: { ...o.timing, graphqlTimeoutMs: s.graphqlTimeoutMs ?? o.timing.graphqlTimeoutMs },
+        reporter: o.reporter,
+        userAgent: USER_AGENT,
+      });
+      try {
+        const up = await api.upsertBucket(
+          {
+            runId: s.runId,
+            project: s.project,
+            entity: s.entity,
+            displayName: s.name,
+            notes: s.notes,
+            group: s.group,
+            jobType: s.jobType,
+            tags: s.tags,
+            configJson: configJson(o.config),
+            host: hostname(),
+            program: 'ort-dann',
+            repo: git.remote,
+            commit: git.commit,
+          },
+          o.timing.startAttempts,
+        );
+        entity = up.entity;
+        displayName = up.displayName;
+        server = { entity: up.entity, project: up.project, url: runUrlFor(s.appUrl, up.entity, up.project, up.runId), historyBase: up.historyLineCount };
+      } catch (e) {
+        api.close();
+        api = undefined;
+        if (!(e instanceof UnreachableError)) throw e;
+        o.reporter.warn(`cannot reach W&B at ${s.baseUrl} (${oneLine(e.message, 160)}); logging offline, upload later with: ort-dann wandb-sync ${o.runDir}`);
+      }
+    }
+    const record: RunRecord = {
+      format: 'ort-dann-wandb-run',
+      version: 1,
+      runId: s.runId,
+      entity,
+      project: server?.project ?? s.project,
+      displayName,
+      tags: s.tags,
+      notes: s.notes ?? null,
+      group: s.group ?? null,
+      jobType: s.jobType ?? null,
+      config: o.config,
+      baseUrl: s.baseUrl,
+      startedAt: new Date(startMs).toISOString(),
+      host: hostname(),
+      repo: git.remote ?? null,
+      commit: git.commit ?? null,
+    };
+    const writer = new AtomicWriter((path, e) => o.reporter.warnOnce(`write-${path}`, `cannot write ${path} (${e.message})`));
+    const journal = await RunJournal.create(
+      o.runDir,
+      server !== undefined,
+      record,
+      {
+        memoryBytes: o.timing.memoryBytes,
+        keepForReading: server !== undefined,
+        onDiskError: (e) => o.reporter.warn(`cannot write the run journal in ${o.runDir} (${e.message}); W&B data is kept in memory only`),
+      },
+      writer,
+    );
+    const run = new TrackedRun(o, journal, record, api, server);
+    const args = process.argv.slice(2).map((a) => o.reporter.redact(a));
+    journal.writeFile('config.yaml', configYaml(o.config));
+    journal.writeFile('wandb-metadata.json', `${JSON.stringify(environmentMetadata({ startedAt: new Date(startMs), args, gpus, git }), null, 2)}\n`);
+    await journal.flush();
+    run.startBackground();
+    if (server) o.reporter.info(`run ${displayName ?? s.runId}: ${server.url}`);
+    else o.reporter.info(`run ${displayName ?? s.runId} is logged offline in ${journal.dir}`);
+    return run;
+  }
+
+  /** Values for `step` (merged with others at the same step). Never waits, never throws. */
+  log(values: Row, step: number): void {
+    try {
+      this.history.log(values, step);
+    } catch (e) {
+      this.logFailed(e);
+    }
+  }
+
+  /** Reports (once) a logging failure; training goes on without that data. */
+  logFailed(e: unknown): void {
+    this.o.reporter.warnOnce('log', `W&B logging failed (${oneLine(String((e as Error)?.message ?? e), 160)}); training continues`);
+  }
+
+  /** Closes the pending history row (end of a fit). */
+  flushHistory(): void {
+    this.history.flush();
+  }
+
+  /** One console line for output.log. */
+  output(text: string, stderr: boolean): void {
+    this.journal.spools['output.log'].append(outputLogLine(this.o.reporter.redact(text), stderr, this.o.clock.now()));
+  }
+
+  /**
+   * Ends the run: closes the last row, writes the summary and exit record, uploads the remaining files and
+   * `modelPath` (online), then marks the run complete. Waits at most the finish timeout; whatever did not
+   * make it stays in the journal for `ort-dann wandb-sync`. Calling it again returns the same promise.
+   */
+  finish(exitCode: number, modelPath?: string): Promise<void> {
+    this.finishing ??= this.doFinish(exitCode, modelPath);
+    return this.finishing;
+  }
+
+  private startBackground(): void {
+    const { o, server, api, journal } = this;
+    if (server && api) {
+      this.stream = new FileStream({
+        api,
+        entity: server.entity,
+        project: server.project,
+        runId: this.record.runId,
+        spools: journal.spools,
+        start: { 'wandb-history.jsonl': 0, 'wandb-events.jsonl': 0, 'output.log': 0 },
+        offsetBase: { 'wandb-history.jsonl': server.historyBase, 'wandb-events.jsonl': 0, 'output.log': 0 },
+        summary: () => this.summaryLine(),
+        timing: o.timing,
+        reporter: o.reporter,
+        onAck: (acked) => {
+          this.acked = acked;
+          this.writeSync(false);
+        },
+        onStopped: () => {
+          this.stopRequested = true;
+          o.reporter.warn('the run was stopped from the W&B UI; training ends after the current step');
+        },
+      });
+      this.uploader = new RunUploader(api, { entity: server.entity, project: server.project, runId: this.record.runId }, {
+        attempts: o.timing.uploadAttempts,
+        backoff: o.timing.backoff,
+        reporter: o.reporter,
+        onUploaded: (name) => {
+          this.uploaded.push(name);
+          this.stream!.markUploaded(name);
+          this.writeSync(false);
+        },
+      });
+      this.stream.start();
+      for (const name of ['wandb-metadata.json', 'config.yaml']) this.uploader.enqueue(name, journal.filePath(name));
+    }
+    if (o.systemMetrics) {
+      this.monitor = new SystemMonitor((m) => this.onStats(m), { intervalMs: o.timing.statsIntervalMs, nvidiaSmi: o.nvidiaSmi });
+      this.monitor.start();
+    }
+    if (o.captureConsole) {
+      this.restoreConsole = captureConsole((text, stderr) => this.output(text, stderr), o.captureConsole === true ? undefined : o.captureConsole);
+    }
+  }
+
+  private onRow(row: Row): void {
+    const line = toWandbJson(row);
+    const size = Buffer.byteLength(line);
+    if (size > MAX_LINE_BYTES) {
+      this.o.reporter.warnOnce('line-size', `the row of step ${row._step} is ${size} bytes, over W&B's per-line limit; it is not logged`);
+      return;
+    }
+    this.journal.spools['wandb-history.jsonl'].append(line);
+    Object.assign(this.summary, row, { _wandb: { runtime: Math.floor(row._runtime as number) } });
+    this.summaryVersion++;
+    const now = this.o.clock.now();
+    if (now - this.lastSummaryWrite >= this.o.timing.summaryWriteMs) {
+      this.lastSummaryWrite = now;
+      this.journal.writeFile('wandb-summary.json', this.summaryLine()!.line);
+    }
+  }
+
+  private onStats(metrics: Record<string, number>): void {
+    const row: Row = {};
+    for (const [k, v] of Object.entries(metrics)) row[`system.${k}`] = v;
+    const now = this.o.clock.now();
+    row._wandb = true;
+    row._timestamp = now / 1000;
+    row._runtime = this.history.runtimeSeconds();
+    this.journal.spools['wandb-events.jsonl'].append(toWandbJson(row));
+  }
+
+  private summaryLine(): { version: number; line: string } | undefined {
+    if (this.summaryVersion === 0) return undefined;
+    if (this.summaryCache?.version !== this.summaryVersion) this.summaryCache = { version: this.summaryVersion, line: toWandbJson(this.summary) };
+    return this.summaryCache;
+  }
+
+  private writeSync(complete: boolean): void {
+    if (!this.server) return;
+    const rec: SyncRecord = {
+      entity: this.server.entity,
+      project: this.server.project,
+      runId: this.record.runId,
+      url: this.server.url,
+      historyBase: this.server.historyBase,
+      acked: this.acked,
+      uploaded: [...this.uploaded],
+      complete,
+    };
+    this.journal.writeRecord('sync.json', rec);
+  }
+
+  private async doFinish(exitCode: number, modelPath: string | undefined): Promise<void> {
+    const { o, journal } = this;
+    // Background timers do not hold the process open; while finish waits on them, this does.
+    const keepAlive = setInterval(() => {}, 1 << 30);
+    try {
+      this.monitor?.stop();
+      this.restoreConsole?.();
+      this.history.flush();
+      const summary = this.summaryLine();
+      journal.writeFile('wandb-summary.json', summary ? summary.line : '{}');
+      const files: { name: string; path: string }[] = [];
+      if (modelPath !== undefined) {
+        if (existsSync(modelPath)) files.push({ name: basename(modelPath), path: relative(journal.dir, resolve(modelPath)) });
+        else o.reporter.warn(`the model file ${modelPath} does not exist, so it is not uploaded to W&B`);
+      }
+      journal.writeRecord('exit.json', { exitCode, runtime: this.history.runtimeSeconds(), finishedAt: new Date(o.clock.now()).toISOString(), files });
+      await journal.flush();
+      if (!this.stream || !this.uploader) {
+        o.reporter.info(`offline run kept in ${journal.dir}; upload it with: ort-dann wandb-sync ${o.runDir}`);
+        return;
+      }
+      const deadline = Date.now() + o.timing.finishTimeoutMs;
+      for (const name of ['wandb-summary.json', 'output.log']) this.uploader.enqueue(name, journal.filePath(name));
+      for (const f of files) this.uploader.enqueue(f.name, resolve(journal.dir, f.path));
+      const uploadsDone = await this.uploader.drain(deadline);
+      const complete = await this.stream.finish(exitCode, deadline);
+      this.writeSync(complete && uploadsDone);
+      await journal.flush();
+      if (complete && uploadsDone) o.reporter.info(`run ${this.record.displayName ?? this.record.runId} finished: ${this.url}`);
+      else o.reporter.warn(`the W&B upload did not finish; the run is kept in ${journal.dir}, upload the rest with: ort-dann wandb-sync ${o.runDir}`);
+    } finally {
+      await journal.close();
+      this.api?.close();
+      clearInterval(keepAlive);
+    }
+  }
+}
+
