@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { gradCommand } from './grad.ts';
+import { wandbSyncCommand } from './wandb-sync.ts';
 
 /** Every subcommand of the ort-dann CLI, in the order --help lists them. */
-export const commands: CommandModule<any, any>[] = [gradCommand];
+export const commands: CommandModule<any, any>[] = [gradCommand, wandbSyncCommand];
