@@ -114,7 +114,7 @@ export async function validateImageFolder(dir: string, options: ValidateOptions 
   bad.sort((a, b) => (a.path < b.path ? -1 : 1));
   if (bad.length > 0 && !options.skipBadImages) {
     const more = bad.length > 1 ? ` (${bad.length - 1} more bad file${bad.length > 2 ? 's' : ''} in this folder)` : '';
-    throw new UserError(`${bad[0].reason}${more}; or pass --skip-bad-images to leave unreadable images out`);
+    throw new UserError(`${bad[0].reason}; or pass --skip-bad-images to leave unreadable images out${more}`);
   }
   let images = scanned.filter((s): s is ScannedImage => s !== undefined);
   if (bad.length > 0) warn(`${label}${imageDir}: skipped ${bad.length} unreadable file${bad.length > 1 ? 's' : ''} (first: ${bad[0].reason})`);

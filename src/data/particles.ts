@@ -86,7 +86,7 @@ export const DEMO_TARGET_OPTICS: Optics = {
   vignetting: 0.35,
   gamma: 0.8,
   gain: 0.9,
-  noise: { kind: 'sensor', photonsAtWhite: 150, readNoise: 3 },
+  noise: { kind: 'sensor', photonsAtWhite: 400, readNoise: 4 },
 };
 
 export interface ParticleScene {

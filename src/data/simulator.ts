@@ -45,6 +45,7 @@ class WorkerPool {
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
   private failure: Error | undefined;
+  private closing = false;
 
   constructor(config: GeneratorConfig, count: number) {
     for (let w = 0; w < count; w++) {
@@ -54,7 +55,7 @@ class WorkerPool {
         const p = this.pending.get(msg.id);
         if (!p) return;
         this.pending.delete(msg.id);
-        if (--this.busy[w] === 0) worker.unref();
+        if (--this.busy[w] === 0 && !this.closing) worker.unref();
         if (msg.type === 'chunk') p.resolve({ images: msg.images!, labels: msg.labels!, outputNames: msg.outputNames });
         else p.reject(msg.user ? new UserError(msg.message!) : new Error(`simulator worker: ${msg.message}`));
       });
@@ -84,7 +85,9 @@ class WorkerPool {
 
   async close(): Promise<void> {
     this.failure ??= new Error('simulator closed');
-    // A worker must be ref'd while terminating, or an otherwise idle process exits before terminate() settles.
+    // Workers stay ref'd while terminating (replies still in flight must not unref them), or an
+    // otherwise idle process exits before terminate() settles.
+    this.closing = true;
     await Promise.all(this.workers.map((w) => (w.ref(), w.terminate())));
   }
 }
