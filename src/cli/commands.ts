@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { gradCommand } from './grad.ts';
+import { demoDataCommand } from './demo-data.ts';
 import { wandbSyncCommand } from './wandb-sync.ts';
 
 /** Every subcommand of the ort-dann CLI, in the order --help lists them. */
-export const commands: CommandModule<any, any>[] = [gradCommand, wandbSyncCommand];
+export const commands: CommandModule<any, any>[] = [gradCommand, demoDataCommand, wandbSyncCommand];
