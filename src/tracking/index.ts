@@ -85,7 +85,7 @@ export interface Tracking {
  */
 export async function createTracking(opts: TrackingOptions): Promise<Tracking> {
   const settings = await resolveSettings(opts);
-  const reporter = new Reporter(opts.logger ?? stderrLogger, settings.apiKey);
+  const reporter = new Reporter(opts.logger ?? stderrLogger, settings.secret);
   const clock = opts.clock ?? systemClock;
   const startMs = clock.now();
   const config = redactDeep(opts.config ?? {}, reporter) as Record<string, unknown>;

@@ -56,12 +56,12 @@ export class MetricsJsonlCallback extends ScalarRowsCallback {
   }
 
   override async afterFit(): Promise<void> {
-    super.afterFit();
     await this.close();
   }
 
-  /** Waits until every closed row is in the file. */
+  /** Closes the pending row and waits until every row is in the file. */
   async close(): Promise<void> {
+    this.history.flush();
     while (this.writing) await this.writing;
   }
 

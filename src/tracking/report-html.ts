@@ -80,8 +80,7 @@ export class ReportCallback extends ScalarRowsCallback {
   }
 
   override afterFit(): Promise<void> {
-    super.afterFit();
-    return this.write();
+    return this.close();
   }
 
   async close(): Promise<void> {
@@ -138,7 +137,8 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   const pow = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * pow).find((s) => s >= raw)!;
   const ticks: number[] = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(Math.abs(t) < step * 1e-9 ? 0 : t);
+  // Integer multiples of the step, rounded, so labels read 0.6 rather than 0.6000000000000001.
+  for (let k = Math.ceil(lo / step); k * step <= hi + step * 1e-9; k++) ticks.push(Number((k * step).toPrecision(12)));
   return ticks;
 }
 

@@ -196,6 +196,8 @@ export interface Settings {
   apiKey?: string;
   /** Where the key came from, for error messages ("WANDB_API_KEY", "~/.netrc (machine api.wandb.ai)"). */
   apiKeySource?: string;
+  /** A key found in any mode: never used, only scrubbed from everything written (a user may paste it anywhere). */
+  secret?: string;
   project: string;
   entity?: string;
   name?: string;
@@ -260,7 +262,9 @@ export async function resolveSettings(input: SettingsInput): Promise<Settings> {
   const explicitMode = input.mode ?? (truthy(env.WANDB_DISABLED) ? 'disabled' : env.WANDB_MODE ? parseMode(env.WANDB_MODE, 'WANDB_MODE') : undefined);
   const baseSource = input.baseUrl ? 'the baseUrl option' : 'WANDB_BASE_URL';
   const baseUrl = normalizeBaseUrl(nonEmpty(input.baseUrl, env.WANDB_BASE_URL) ?? DEFAULT_BASE_URL, baseSource);
-  const found = explicitMode === 'disabled' || explicitMode === 'offline' ? undefined : await findApiKey(baseUrl, input);
+  const onlineWanted = explicitMode === undefined || explicitMode === 'online';
+  // Offline and disabled runs look for the key too, only to scrub it, and never fail over it.
+  const found = onlineWanted ? await findApiKey(baseUrl, input) : await findApiKey(baseUrl, input).catch(() => undefined);
   const mode: TrackingMode = explicitMode ?? (found ? 'online' : 'offline');
   if (mode === 'online' && !found) {
     throw new UserError(
@@ -268,7 +272,7 @@ export async function resolveSettings(input: SettingsInput): Promise<Settings> {
         `(or use ${FLAGS.mode} offline and sync later with ort-dann wandb-sync)`,
     );
   }
-  if (found) checkApiKey(found.key, found.source);
+  if (found && mode === 'online') checkApiKey(found.key, found.source);
 
   const project = nonEmpty(input.project, env.WANDB_PROJECT) ?? DEFAULT_PROJECT;
   checkProject(project, input.project ? FLAGS.project : 'WANDB_PROJECT');
@@ -282,6 +286,7 @@ export async function resolveSettings(input: SettingsInput): Promise<Settings> {
     appUrl: appUrlFor(baseUrl, env),
     apiKey: mode === 'online' ? found?.key : undefined,
     apiKeySource: mode === 'online' ? found?.source : undefined,
+    secret: found?.key,
     project,
     entity: nonEmpty(input.entity, env.WANDB_ENTITY),
     name: nonEmpty(input.name, env.WANDB_NAME),

@@ -102,6 +102,11 @@ export class FakeWandb {
     this.faults.push({ route, fault, skip, times });
   }
 
+  /** Ends every queued fault: the server is healthy again. */
+  clearFaults(): void {
+    this.faults.length = 0;
+  }
+
   /** The run with this id (the GraphQL `name`), in any entity/project. */
   run(runId: string): FakeRun {
     const run = [...this.runs.values()].find((r) => r.name === runId);
