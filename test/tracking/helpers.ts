@@ -65,4 +65,4 @@ export async function allFiles(dir: string): Promise<Map<string, string>> {
   return out;
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
