@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { decodeImage, loadImageTensor, readImageHeader } from '../../src/data/decode.ts';
 import { IMAGENET_NORMALIZATION, NO_NORMALIZATION } from '../../src/data/normalization.ts';
 import { pattern16, pattern8, rawImage, tempDirs, toChw } from './helpers.ts';
@@ -18,7 +18,7 @@ function assertClose(actual: Float32Array, expected: Float32Array, tol: number, 
 }
 
 // Lossless cases decode at their own size (no resampling), so the expected floats are exact.
-const lossless: { name: string; channels: 1 | 2 | 3 | 4; bits: 8 | 16; write: (img: sharp.Sharp) => sharp.Sharp }[] = [
+const lossless: { name: string; channels: 1 | 2 | 3 | 4; bits: 8 | 16; write: (img: Sharp) => Sharp }[] = [
   { name: 'png gray 8', channels: 1, bits: 8, write: (i) => i.png() },
   { name: 'png gray+alpha 8', channels: 2, bits: 8, write: (i) => i.png() },
   { name: 'png rgb 8', channels: 3, bits: 8, write: (i) => i.png() },
@@ -67,7 +67,7 @@ test('JPEG decodes like sharp decodes it (lossy, so compared with sharp itself)'
 
 test('resizing equals sharp\'s own linear fill resize, for 8-bit, 16-bit and JPEG', async () => {
   const dir = newDir();
-  const cases: [string, sharp.Sharp][] = [
+  const cases: [string, Sharp][] = [
     ['down.png', rawImage(pattern8(37, 23, 3), 37, 23, 3).png()],
     ['down16.png', rawImage(pattern16(40, 30, 1), 40, 30, 1).png()],
     ['up.png', rawImage(pattern8(5, 3, 3), 5, 3, 3).png()],

@@ -3,7 +3,7 @@ import { after } from 'node:test';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 
 export function tempDirs(prefix: string): () => string {
   const root = mkdtempSync(join(tmpdir(), prefix));
@@ -27,7 +27,7 @@ export function pattern16(width: number, height: number, channels: number): Uint
 
 type Channels = 1 | 2 | 3 | 4;
 
-export function rawImage(pixels: Uint8Array | Uint16Array, width: number, height: number, channels: Channels): sharp.Sharp {
+export function rawImage(pixels: Uint8Array | Uint16Array, width: number, height: number, channels: Channels): Sharp {
   const img = sharp(pixels, { raw: { width, height, channels } });
   if (pixels instanceof Uint16Array) return img.toColourspace(channels <= 2 ? 'grey16' : 'rgb16');
   return channels <= 2 ? img.toColourspace('b-w') : img;
