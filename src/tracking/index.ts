@@ -14,6 +14,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Options } from 'yargs';
+import { UserError } from '../errors.ts';
 import type { Callback } from '../training/types.ts';
 import { DEFAULT_HISTOGRAM_EVERY, WandbCallback } from './callback.ts';
 import { systemClock, type Clock } from './history.ts';
@@ -89,7 +90,9 @@ export async function createTracking(opts: TrackingOptions): Promise<Tracking> {
   const clock = opts.clock ?? systemClock;
   const startMs = clock.now();
   const config = redactDeep(opts.config ?? {}, reporter) as Record<string, unknown>;
-  await mkdir(opts.runDir, { recursive: true });
+  await mkdir(opts.runDir, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
+    throw new UserError(`cannot create the run directory ${opts.runDir} (${e.code}); choose a writable location`);
+  });
   const metricsPath = join(opts.runDir, 'metrics.jsonl');
   const previousRows = await readMetricsJsonl(metricsPath);
 

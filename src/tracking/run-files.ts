@@ -86,7 +86,7 @@ export function environmentMetadata(opts: { startedAt: Date; args: string[]; gpu
     program: 'ort-dann',
     root: process.cwd(),
     host: os.hostname(),
-    username: os.userInfo().username,
+    username: userName(),
     executable: process.execPath,
     cpu_count: os.cpus().length,
     cpu_count_logical: os.cpus().length,
@@ -99,6 +99,15 @@ export function environmentMetadata(opts: { startedAt: Date; args: string[]; gpu
     meta.gpu_nvidia = opts.gpus.map((g) => ({ name: g.name, memoryTotal: g.memoryTotal }));
   }
   return meta;
+}
+
+/** os.userInfo() throws where the uid has no passwd entry (common in containers). */
+function userName(): string | undefined {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return process.env.USER;
+  }
 }
 
 /** The working directory's commit and origin, if it is a git checkout; credentials in the remote URL are cut. */

@@ -204,6 +204,7 @@ export class TrackedRun {
 
   /** Values for `step` (merged with others at the same step). Never waits, never throws. */
   log(values: Row, step: number): void {
+    if (this.finishing) return;
     try {
       this.history.log(values, step);
     } catch (e) {
@@ -299,6 +300,8 @@ export class TrackedRun {
   }
 
   private onStats(metrics: Record<string, number>): void {
+    // A sample that was under way when finish stopped the monitor.
+    if (this.finishing) return;
     const row: Row = {};
     for (const [k, v] of Object.entries(metrics)) row[`system.${k}`] = v;
     const now = this.o.clock.now();

@@ -64,7 +64,8 @@ async function upload(j: LoadedJournal, opts: SyncOptions, env: NodeJS.ProcessEn
     (opts.logger ?? stderrLogger).info(`${j.dir} is already synced: ${j.sync.url}`);
     return { dir: j.dir, url: j.sync.url, complete: true, alreadySynced: true };
   }
-  const baseUrl = normalizeBaseUrl(opts.baseUrl ?? env.WANDB_BASE_URL ?? run.baseUrl, opts.baseUrl ? 'the baseUrl option' : 'WANDB_BASE_URL');
+  const baseSource = opts.baseUrl ? 'the baseUrl option' : env.WANDB_BASE_URL ? 'WANDB_BASE_URL' : join(j.dir, 'run.json');
+  const baseUrl = normalizeBaseUrl(opts.baseUrl ?? env.WANDB_BASE_URL ?? run.baseUrl, baseSource);
   const found = await findApiKey(baseUrl, { apiKey: opts.apiKey, env, homeDir: opts.homeDir });
   if (!found) {
     throw new UserError(`wandb-sync needs a W&B API key: set WANDB_API_KEY, or add "machine ${netrcMachine(baseUrl)} login user password <key>" to ~/.netrc`);

@@ -107,7 +107,12 @@ test('GPU metrics from nvidia-smi CSV, [N/A] fields skipped', () => {
     'gpu.0.temp': 65, 'gpu.0.powerWatts': 250.5, 'gpu.0.powerPercent': (250.5 / 700) * 100,
     'gpu.1.gpu': 0, 'gpu.1.memory': 0, 'gpu.1.memoryAllocated': (3 / 81559) * 100, 'gpu.1.memoryAllocatedBytes': 3 * 1024 * 1024, 'gpu.1.temp': 30,
   });
-  assert.deepEqual(parseGpuInfo('NVIDIA H100 80GB HBM3, 81559\n'), [{ name: 'NVIDIA H100 80GB HBM3', memoryTotal: 81559 * 1024 * 1024 }]);
+  // Captured from an H200 with the monitor's own queries.
+  assert.deepEqual(parseGpuMetrics('0, 0, 0, 0, 143771, 37, 122.99, 700.00\n'), {
+    'gpu.0.gpu': 0, 'gpu.0.memory': 0, 'gpu.0.memoryAllocated': 0, 'gpu.0.memoryAllocatedBytes': 0, 'gpu.0.temp': 37, 'gpu.0.powerWatts': 122.99,
+    'gpu.0.powerPercent': (122.99 / 700) * 100,
+  });
+  assert.deepEqual(parseGpuInfo('NVIDIA H200, 143771\n'), [{ name: 'NVIDIA H200', memoryTotal: 143771 * 1024 * 1024 }]);
 });
 
 test('without nvidia-smi the monitor reports CPU and memory only', async () => {

@@ -143,6 +143,18 @@ test('the Stop button in W&B ends training cleanly after the current step', asyn
   assert.ok(s.logs.some((l) => l.includes('stopped from the W&B UI')));
 });
 
+test('an idle run keeps posting heartbeats so W&B does not mark it crashed', async (t) => {
+  const dir = await tempDir(t);
+  const s = await session(fake, dir, { runId: 'idle0001', systemMetrics: false });
+  await sleep(700);
+  await s.tracking.finish(0);
+  const run = fake.run('idle0001');
+  assert.ok(run.heartbeats >= 3, `heartbeats: ${run.heartbeats}`);
+  const posts = fake.requests.filter((r) => r.route === 'file_stream' && r.path.includes('idle0001'));
+  assert.ok(posts.length < 12, `idle posts stay at the heartbeat pace (${posts.length})`);
+  assert.equal(run.state, 'finished');
+});
+
 test('a rejected key is a one-line UserError that names where the key came from, without the key', async (t) => {
   const dir = await tempDir(t);
   const badKey = 'bad0123456789abcdefghijklmnopqrstuvwxyz00';

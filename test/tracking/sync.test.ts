@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { isUserError } from '../../src/errors.ts';
 import { syncRunDir } from '../../src/tracking/sync.ts';
@@ -14,6 +16,7 @@ before(async () => {
 });
 after(() => fake.close());
 
+const execFileP = promisify(execFile);
 const SCRIPT: Script = { epochs: 2, batches: 15, nanAt: 4 };
 const syncOptions = { apiKey: TEST_KEY, env: {}, timing: FAST, logger: { info: () => {}, warn: () => {} } };
 
@@ -121,4 +124,21 @@ test('a run that died without finishing is synced as failed', async (t) => {
   assert.equal(fake.run('crashed1').state, 'failed');
   assert.equal(fake.run('crashed1').exitcode, 1);
   assert.ok(warnings.some((w) => /no exit record/.test(w)));
+});
+
+test('ort-dann wandb-sync <run-dir> uploads with the key from the environment and prints the run URL', async (t) => {
+  const dir = await tempDir(t);
+  const s = await session(undefined, dir, { mode: 'offline', runId: 'cli00001', systemMetrics: false });
+  await runScript(s.tracking.callbacks, s.clock, { epochs: 1, batches: 4 });
+  await s.tracking.finish(0);
+  const env = { ...process.env, WANDB_API_KEY: TEST_KEY, WANDB_BASE_URL: fake.url };
+  const { stdout, stderr } = await execFileP(process.execPath, ['bin/ort-dann.js', 'wandb-sync', dir], { env });
+  assert.equal(stdout, `${fake.url}/alice/dann/runs/cli00001\n`);
+  assert.ok(!stderr.includes(TEST_KEY));
+  assert.equal(fake.history('cli00001').length, 4);
+  await assert.rejects(execFileP(process.execPath, ['bin/ort-dann.js', 'wandb-sync', join(dir, 'nope')], { env }), (e: { stderr: string; code: number }) => {
+    assert.equal(e.code, 1);
+    assert.match(e.stderr, /^ort-dann: .*nope does not exist; name an ort-dann run directory\n$/);
+    return true;
+  });
 });
