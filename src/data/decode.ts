@@ -121,15 +121,21 @@ function asUint16(b: Buffer): Uint16Array {
 
 const RESIZE: ResizeOptions = { fit: 'fill', kernel: 'linear', fastShrinkOnLoad: false };
 
+/** Resized pixels before float conversion: HWC, 3 channels, 8 or 16 bits; compact enough to cache. */
+export interface ResizedPixels {
+  data: Uint8Array | Uint16Array;
+  size: number;
+}
+
 /**
- * Decodes one image to float CHW [3, size, size] in [0, 1] (see the module comment for the exact
- * conversion). Pass `header` from a previous readImageHeader to skip the header read.
+ * Decodes and resizes one image to size×size RGB (see the module comment for the exact conversion).
+ * Pass `header` from a previous readImageHeader to skip the header read.
  */
-export async function decodeImage(
+export async function decodeResized(
   input: string | Buffer,
   size: number,
   options: { maxInputPixels?: number; label?: string; header?: ImageHeader } = {},
-): Promise<Float32Array> {
+): Promise<ResizedPixels> {
   const limit = options.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
   const what = describe(input, options.label);
   const header = options.header ?? (await readImageHeader(input, options));
@@ -156,25 +162,32 @@ export async function decodeImage(
   if (info.channels !== 3 || info.width !== size || info.height !== size) {
     throw new Error(`${what}: sharp returned ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
   }
-  const plane = size * size;
-  const out = new Float32Array(3 * plane);
-  if (sixteen) {
-    const px = asUint16(data);
-    const k = 1 / 65535;
-    for (let i = 0; i < plane; i++) {
-      out[i] = px[3 * i] * k;
-      out[plane + i] = px[3 * i + 1] * k;
-      out[2 * plane + i] = px[3 * i + 2] * k;
-    }
-  } else {
-    const k = 1 / 255;
-    for (let i = 0; i < plane; i++) {
-      out[i] = data[3 * i] * k;
-      out[plane + i] = data[3 * i + 1] * k;
-      out[2 * plane + i] = data[3 * i + 2] * k;
-    }
+  return { data: sixteen ? asUint16(data) : data, size };
+}
+
+/** Writes resized pixels as float CHW in [0, 1] into `out` at `offset` (8-bit / 255, 16-bit / 65535). */
+export function pixelsToChw(pixels: ResizedPixels, out: Float32Array = new Float32Array(3 * pixels.size * pixels.size), offset = 0): Float32Array {
+  const plane = pixels.size * pixels.size;
+  const px = pixels.data;
+  const k = px instanceof Uint16Array ? 1 / 65535 : 1 / 255;
+  const r = offset;
+  const g = offset + plane;
+  const b = offset + 2 * plane;
+  for (let i = 0; i < plane; i++) {
+    out[r + i] = px[3 * i] * k;
+    out[g + i] = px[3 * i + 1] * k;
+    out[b + i] = px[3 * i + 2] * k;
   }
   return out;
+}
+
+/** Decodes one image to float CHW [3, size, size] in [0, 1]. */
+export async function decodeImage(
+  input: string | Buffer,
+  size: number,
+  options: { maxInputPixels?: number; label?: string; header?: ImageHeader } = {},
+): Promise<Float32Array> {
+  return pixelsToChw(await decodeResized(input, size, options));
 }
 
 /**

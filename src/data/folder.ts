@@ -10,7 +10,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import type { BatchSource, ImageBatch } from '../training/types.ts';
 import { UserError } from '../errors.ts';
-import { DEFAULT_MAX_INPUT_PIXELS, IMAGE_EXTENSIONS, decodeImage, isImageFileName, readImageHeader, type ImageHeader } from './decode.ts';
+import { DEFAULT_MAX_INPUT_PIXELS, IMAGE_EXTENSIONS, decodeImage, decodeResized, isImageFileName, pixelsToChw, readImageHeader, type ImageHeader, type ResizedPixels } from './decode.ts';
 import { readLabelsCsv, type LabelTable } from './labels.ts';
 import { NO_NORMALIZATION, normalizeInPlace, type Normalization } from './normalization.ts';
 import { createRng, type Rng, type Seed } from './rng.ts';
@@ -162,6 +162,11 @@ export interface ImageFolderOptions extends Omit<ValidateOptions, 'size'> {
   shuffle?: boolean;
   /** Batches decoded ahead of the one being consumed; default 2. */
   prefetchBatches?: number;
+  /**
+   * Memory for keeping resized images (3 bytes per pixel, 6 for 16-bit) so later epochs skip decoding;
+   * default 512 MiB, 0 disables. Images beyond the budget are decoded every time they are served.
+   */
+  cacheMegabytes?: number;
 }
 
 /**
@@ -184,7 +189,9 @@ export class FolderSource implements BatchSource {
   private readonly skipBad: boolean;
   private readonly warn: (message: string) => void;
   private readonly bad = new Set<number>();
-  private readonly pending = new Map<number, Promise<Float32Array | null>>();
+  private readonly pending = new Map<number, Promise<ResizedPixels | null>>();
+  private readonly cache = new Map<number, ResizedPixels>();
+  private cacheBytesLeft: number;
   private readonly perms = new Map<number, Uint32Array>();
   private epoch = 0;
   private position = 0;
@@ -203,6 +210,7 @@ export class FolderSource implements BatchSource {
     this.maxInputPixels = options.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
     this.skipBad = Boolean(options.skipBadImages);
     this.warn = options.warn ?? defaultWarn;
+    this.cacheBytesLeft = (options.cacheMegabytes ?? 512) * 2 ** 20;
   }
 
   /** Images left out so far: at the scan plus those that failed to decode later (skipBadImages). */
@@ -210,11 +218,26 @@ export class FolderSource implements BatchSource {
     return this.scan.skipped.length + this.bad.size;
   }
 
+  /**
+   * Restarts at a fresh shuffle for `epoch`. A trainer may call it every epoch (deterministic order per
+   * epoch, resumable) or never (one endless stream of reshuffled passes, as the seed's target loader).
+   */
   startEpoch(epoch: number): void {
     this.epoch = epoch;
     this.position = 0;
     this.pending.clear();
     this.perms.clear();
+  }
+
+  /** Samples served since the last startEpoch; with seek, a resumed run continues where it stopped. */
+  get served(): number {
+    return this.position;
+  }
+
+  seek(position: number): void {
+    if (!Number.isSafeInteger(position) || position < 0) throw new RangeError(`seek: position must be a non-negative integer, got ${position}`);
+    this.position = position;
+    this.pending.clear();
   }
 
   /** Image index served at `position` of the current epoch. */
@@ -231,29 +254,35 @@ export class FolderSource implements BatchSource {
     return perm[offset];
   }
 
-  private request(position: number): Promise<Float32Array | null> {
+  private request(position: number): Promise<ResizedPixels | null> {
     let p = this.pending.get(position);
     if (!p) {
       const index = this.indexAt(position);
       const image = this.scan.images[index];
-      p = this.bad.has(index)
-        ? Promise.resolve(null)
-        : decodeImage(image.path, this.size, { maxInputPixels: this.maxInputPixels, header: image }).then(
-            (data) => {
-              normalizeInPlace(data, this.size, this.normalization);
-              return data;
-            },
-            (e: unknown) => {
-              if (!(e instanceof UserError) || !this.skipBad) {
-                throw e instanceof UserError ? new UserError(`${e.message}; or pass --skip-bad-images to leave unreadable images out`) : e;
-              }
-              if (!this.bad.has(index)) {
-                this.bad.add(index);
-                this.warn(`${this.name}: skipping unreadable image (${this.skippedCount} skipped so far): ${e.message}`);
-              }
-              return null;
-            },
-          );
+      const cached = this.cache.get(index);
+      p = cached
+        ? Promise.resolve(cached)
+        : this.bad.has(index)
+          ? Promise.resolve(null)
+          : decodeResized(image.path, this.size, { maxInputPixels: this.maxInputPixels, header: image }).then(
+              (pixels) => {
+                if (!this.cache.has(index) && pixels.data.byteLength <= this.cacheBytesLeft) {
+                  this.cache.set(index, pixels);
+                  this.cacheBytesLeft -= pixels.data.byteLength;
+                }
+                return pixels;
+              },
+              (e: unknown) => {
+                if (!(e instanceof UserError) || !this.skipBad) {
+                  throw e instanceof UserError ? new UserError(`${e.message}; or pass --skip-bad-images to leave unreadable images out`) : e;
+                }
+                if (!this.bad.has(index)) {
+                  this.bad.add(index);
+                  this.warn(`${this.name}: skipping unreadable image (${this.skippedCount} skipped so far): ${e.message}`);
+                }
+                return null;
+              },
+            );
       // Marks a prefetched failure as handled; whoever awaits it still gets the error.
       p.catch(() => undefined);
       this.pending.set(position, p);
@@ -279,21 +308,23 @@ export class FolderSource implements BatchSource {
       if (this.bad.size >= this.length) throw new UserError(`${this.name}: every image failed to decode; fix or replace them`);
       const position = this.position++;
       const index = this.indexAt(position);
-      const data = await this.request(position);
+      const pixels = await this.request(position);
       this.pending.delete(position);
-      if (data === null) continue;
-      images.set(data, filled * plane);
+      if (pixels === null) continue;
+      pixelsToChw(pixels, images, filled * plane);
       if (labels) labels.set(this.scan.labels!.subarray(index * k, (index + 1) * k), filled * k);
       ids.push(this.scan.images[index].path);
       filled++;
     }
     this.prefetch(this.position, count * this.prefetchBatches);
+    normalizeInPlace(images, this.size, this.normalization, 0, count);
     return { images, count, size: this.size, labels, ids };
   }
 
   async close(): Promise<void> {
     this.closed = true;
     this.pending.clear();
+    this.cache.clear();
   }
 }
 

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { decodeImage } from '../../src/data/decode.ts';
+import { decodeImage, loadImageTensor } from '../../src/data/decode.ts';
+import { IMAGENET_NORMALIZATION } from '../../src/data/normalization.ts';
 import { openImageFolder, openLabelledFolder, validateImageFolder } from '../../src/data/folder.ts';
 import { parseLabelsCsv } from '../../src/data/labels.ts';
 import { tempDirs, writePng } from './helpers.ts';
@@ -44,6 +45,10 @@ test('target folder: every image once per pass, reshuffled per epoch, determinis
   const again = await open(1);
   again.startEpoch(1);
   assert.deepEqual(await ids(again, 6), e1);
+  again.startEpoch(1);
+  again.seek(2); // a resumed run continues mid-epoch
+  assert.deepEqual(await ids(again, 4), e1.slice(2));
+  assert.equal(again.served, 6);
   const other = await open(2);
   other.startEpoch(1);
   assert.notDeepEqual(await ids(other, 6), e1);
@@ -192,4 +197,19 @@ test('tiny and odd-sized images are accepted and upsampled', async () => {
   assert.equal(b.images.length, 2 * 3 * 256);
   assert.ok(b.images.every((v) => v >= 0 && v <= 1));
   await src.close();
+});
+
+test('batches use the same preprocessing as loadImageTensor, with or without the decode cache', async () => {
+  const dir = await folder(3);
+  for (const cacheMegabytes of [0, 512]) {
+    const src = await openImageFolder(dir, { size: 5, seed: 2, normalization: IMAGENET_NORMALIZATION, cacheMegabytes });
+    for (let epoch = 0; epoch < 2; epoch++) {
+      src.startEpoch(epoch);
+      const b = await src.nextBatch(4);
+      for (let k = 0; k < 4; k++) {
+        assert.deepEqual(b.images.subarray(k * 75, (k + 1) * 75), await loadImageTensor(b.ids![k], 5, IMAGENET_NORMALIZATION));
+      }
+    }
+    await src.close();
+  }
 });

@@ -190,3 +190,16 @@ console.log(b.ids.join(','), b.images.length);`);
   const out = execFileSync(process.execPath, [script], { cwd: dir, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } });
   assert.equal(out.trim(), 'sim:0,sim:1 384');
 });
+
+test('the next batches are rendered while the current one is consumed', async () => {
+  const path = writeModule(`globalThis.__calls = [];
+export function generate({ size, index }) { globalThis.__calls.push(index); return { image: new Float32Array(size * size), target: index }; }`);
+  const src = await openSource(path, { size: 4, seed: 0, workers: 0, prefetchBatches: 2 });
+  const calls = (globalThis as { __calls?: number[] }).__calls!;
+  calls.length = 0;
+  await src.nextBatch(3);
+  await new Promise((r) => setTimeout(r, 20));
+  // Batch 0..2 was served; 3..8 (two batches) were requested before anyone asked for them.
+  assert.deepEqual([...new Set(calls)].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+  await src.close();
+});
