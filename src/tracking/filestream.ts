@@ -15,6 +15,10 @@ export const STREAM_FILES = ['wandb-history.jsonl', 'wandb-events.jsonl', 'outpu
 export type StreamFile = (typeof STREAM_FILES)[number];
 export type Offsets = Record<StreamFile, number>;
 
+export function noOffsets(): Offsets {
+  return { 'wandb-history.jsonl': 0, 'wandb-events.jsonl': 0, 'output.log': 0 };
+}
+
 export interface FileStreamTiming {
   /** Pause between requests while data keeps coming, by seconds since the stream started. */
   transmitMs(runtimeSeconds: number): number;

@@ -18,7 +18,9 @@ import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { parseWandbJson, toWandbJson } from './extended-json.ts';
 import { STREAM_FILES, type Offsets, type StreamFile } from './filestream.ts';
+import { configJson } from './run-files.ts';
 import { Spool, type SpoolOptions } from './spool.ts';
+import type { UpsertInput } from './wandb.ts';
 
 export const JOURNAL_FORMAT = 'ort-dann-wandb-run';
 export const JOURNAL_VERSION = 1;
@@ -40,6 +42,25 @@ export interface RunRecord {
   host: string;
   repo: string | null;
   commit: string | null;
+}
+
+/** The UpsertBucket variables that create (or, from wandb-sync, re-create) the run this record describes. */
+export function upsertInputFor(run: RunRecord): UpsertInput {
+  return {
+    runId: run.runId,
+    project: run.project,
+    entity: run.entity ?? undefined,
+    displayName: run.displayName ?? undefined,
+    notes: run.notes ?? undefined,
+    group: run.group ?? undefined,
+    jobType: run.jobType ?? undefined,
+    tags: run.tags,
+    configJson: configJson(run.config),
+    host: run.host,
+    program: 'ort-dann',
+    repo: run.repo ?? undefined,
+    commit: run.commit ?? undefined,
+  };
 }
 
 export interface ExitRecord {

@@ -9,14 +9,14 @@ import { basename, relative, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { captureConsole, outputLogLine } from './console.ts';
 import { toWandbJson } from './extended-json.ts';
-import { defaultTransmitMs, FileStream, type FileStreamTiming, type Offsets } from './filestream.ts';
+import { defaultTransmitMs, noOffsets, type FileStreamTiming } from './filestream.ts';
 import { HistoryBuilder, type Clock, type Row } from './history.ts';
-import { AtomicWriter, RunJournal, type RunRecord, type SyncRecord } from './offline.ts';
+import { AtomicWriter, JOURNAL_FORMAT, JOURNAL_VERSION, RunJournal, upsertInputFor, type RunRecord } from './offline.ts';
 import { oneLine, type Reporter } from './reporter.ts';
-import { configJson, configYaml, environmentMetadata, gitInfo } from './run-files.ts';
-import { runUrlFor, type Settings } from './settings.ts';
+import { configYaml, environmentMetadata, gitInfo } from './run-files.ts';
+import type { Settings } from './settings.ts';
 import { gpuInventory, SystemMonitor } from './system-metrics.ts';
-import { RunUploader } from './uploads.ts';
+import { sessionTarget, UploadSession, type SessionTarget } from './uploads.ts';
 import { UnreachableError, WandbApi, type ApiTiming } from './wandb.ts';
 
 /** W&B skips history lines longer than this ("imposed by the back-end", 10 MiB − 100 KiB). */
@@ -77,13 +77,10 @@ export class TrackedRun {
   private summaryVersion = 0;
   private summaryCache: { version: number; line: string } | undefined;
   private lastSummaryWrite = 0;
-  private stream: FileStream | undefined;
-  private uploader: RunUploader | undefined;
+  private session: UploadSession | undefined;
   private monitor: SystemMonitor | undefined;
   private restoreConsole: (() => void) | undefined;
   private finishing: Promise<void> | undefined;
-  private readonly uploaded: string[] = [];
-  private acked: Offsets = { 'wandb-history.jsonl': 0, 'wandb-events.jsonl': 0, 'output.log': 0 };
 
   private constructor(
     private readonly o: RunOptions,
@@ -91,7 +88,7 @@ export class TrackedRun {
     private readonly record: RunRecord,
     private readonly api: WandbApi | undefined,
     /** Set when online: the server's names and the run URL. */
-    readonly server: { entity: string; project: string; url: string; historyBase: number } | undefined,
+    readonly server: SessionTarget | undefined,
   ) {
     this.history = new HistoryBuilder(
       (row) => this.onRow(row),
@@ -115,12 +112,27 @@ export class TrackedRun {
    */
   static async start(o: RunOptions): Promise<TrackedRun> {
     const s = o.settings;
-    const startMs = o.startMs;
     const [git, gpus] = await Promise.all([gitInfo(), o.nvidiaSmi ? gpuInventory(o.nvidiaSmi) : []]);
+    const record: RunRecord = {
+      format: JOURNAL_FORMAT,
+      version: JOURNAL_VERSION,
+      runId: s.runId,
+      entity: s.entity ?? null,
+      project: s.project,
+      displayName: s.name ?? null,
+      tags: s.tags,
+      notes: s.notes ?? null,
+      group: s.group ?? null,
+      jobType: s.jobType ?? null,
+      config: o.config,
+      baseUrl: s.baseUrl,
+      startedAt: new Date(o.startMs).toISOString(),
+      host: hostname(),
+      repo: git.remote ?? null,
+      commit: git.commit ?? null,
+    };
     let api: WandbApi | undefined;
-    let server: TrackedRun['server'];
-    let entity = s.entity ?? null;
-    let displayName = s.name ?? null;
+    let server: SessionTarget | undefined;
     if (s.mode === 'online') {
       api = new WandbApi({
         baseUrl: s.baseUrl,
@@ -133,27 +145,10 @@ export class TrackedRun {
         userAgent: USER_AGENT,
       });
       try {
-        const up = await api.upsertBucket(
-          {
-            runId: s.runId,
-            project: s.project,
-            entity: s.entity,
-            displayName: s.name,
-            notes: s.notes,
-            group: s.group,
-            jobType: s.jobType,
-            tags: s.tags,
-            configJson: configJson(o.config),
-            host: hostname(),
-            program: 'ort-dann',
-            repo: git.remote,
-            commit: git.commit,
-          },
-          o.timing.startAttempts,
-        );
-        entity = up.entity;
-        displayName = up.displayName;
-        server = { entity: up.entity, project: up.project, url: runUrlFor(s.appUrl, up.entity, up.project, up.runId), historyBase: up.historyLineCount };
+        const up = await api.upsertBucket(upsertInputFor(record), o.timing.startAttempts);
+        server = sessionTarget(up, s.appUrl);
+        // The server's names win: the default entity, and the random display name it picks when none was given.
+        Object.assign(record, { entity: up.entity, project: up.project, displayName: up.displayName });
       } catch (e) {
         api.close();
         api = undefined;
@@ -161,24 +156,6 @@ export class TrackedRun {
         o.reporter.warn(`cannot reach W&B at ${s.baseUrl} (${oneLine(e.message, 160)}); logging offline, upload later with: ort-dann wandb-sync ${o.runDir}`);
       }
     }
-    const record: RunRecord = {
-      format: 'ort-dann-wandb-run',
-      version: 1,
-      runId: s.runId,
-      entity,
-      project: server?.project ?? s.project,
-      displayName,
-      tags: s.tags,
-      notes: s.notes ?? null,
-      group: s.group ?? null,
-      jobType: s.jobType ?? null,
-      config: o.config,
-      baseUrl: s.baseUrl,
-      startedAt: new Date(startMs).toISOString(),
-      host: hostname(),
-      repo: git.remote ?? null,
-      commit: git.commit ?? null,
-    };
     const writer = new AtomicWriter((path, e) => o.reporter.warnOnce(`write-${path}`, `cannot write ${path} (${e.message})`));
     const journal = await RunJournal.create(
       o.runDir,
@@ -194,11 +171,11 @@ export class TrackedRun {
     const run = new TrackedRun(o, journal, record, api, server);
     const args = process.argv.slice(2).map((a) => o.reporter.redact(a));
     journal.writeFile('config.yaml', configYaml(o.config));
-    journal.writeFile('wandb-metadata.json', `${JSON.stringify(environmentMetadata({ startedAt: new Date(startMs), args, gpus, git }), null, 2)}\n`);
+    journal.writeFile('wandb-metadata.json', `${JSON.stringify(environmentMetadata({ startedAt: new Date(o.startMs), args, gpus, git }), null, 2)}\n`);
     await journal.flush();
     run.startBackground();
-    if (server) o.reporter.info(`run ${displayName ?? s.runId}: ${server.url}`);
-    else o.reporter.info(`run ${displayName ?? s.runId} is logged offline in ${journal.dir}`);
+    if (server) o.reporter.info(`run ${record.displayName ?? s.runId}: ${server.url}`);
+    else o.reporter.info(`run ${record.displayName ?? s.runId} is logged offline in ${journal.dir}`);
     return run;
   }
 
@@ -240,38 +217,23 @@ export class TrackedRun {
   private startBackground(): void {
     const { o, server, api, journal } = this;
     if (server && api) {
-      this.stream = new FileStream({
+      this.session = new UploadSession({
         api,
-        entity: server.entity,
-        project: server.project,
-        runId: this.record.runId,
+        target: server,
+        journalDir: journal.dir,
+        writer: journal.writer,
         spools: journal.spools,
-        start: { 'wandb-history.jsonl': 0, 'wandb-events.jsonl': 0, 'output.log': 0 },
-        offsetBase: { 'wandb-history.jsonl': server.historyBase, 'wandb-events.jsonl': 0, 'output.log': 0 },
+        start: noOffsets(),
+        uploaded: [],
         summary: () => this.summaryLine(),
         timing: o.timing,
         reporter: o.reporter,
-        onAck: (acked) => {
-          this.acked = acked;
-          this.writeSync(false);
-        },
         onStopped: () => {
           this.stopRequested = true;
           o.reporter.warn('the run was stopped from the W&B UI; training ends after the current step');
         },
       });
-      this.uploader = new RunUploader(api, { entity: server.entity, project: server.project, runId: this.record.runId }, {
-        attempts: o.timing.uploadAttempts,
-        backoff: o.timing.backoff,
-        reporter: o.reporter,
-        onUploaded: (name) => {
-          this.uploaded.push(name);
-          this.stream!.markUploaded(name);
-          this.writeSync(false);
-        },
-      });
-      this.stream.start();
-      for (const name of ['wandb-metadata.json', 'config.yaml']) this.uploader.enqueue(name, journal.filePath(name));
+      for (const name of ['wandb-metadata.json', 'config.yaml']) this.session.upload(name, journal.filePath(name));
     }
     if (o.systemMetrics) {
       this.monitor = new SystemMonitor((m) => this.onStats(m), { intervalMs: o.timing.statsIntervalMs, nvidiaSmi: o.nvidiaSmi });
@@ -317,21 +279,6 @@ export class TrackedRun {
     return this.summaryCache;
   }
 
-  private writeSync(complete: boolean): void {
-    if (!this.server) return;
-    const rec: SyncRecord = {
-      entity: this.server.entity,
-      project: this.server.project,
-      runId: this.record.runId,
-      url: this.server.url,
-      historyBase: this.server.historyBase,
-      acked: this.acked,
-      uploaded: [...this.uploaded],
-      complete,
-    };
-    this.journal.writeRecord('sync.json', rec);
-  }
-
   private async doFinish(exitCode: number, modelPath: string | undefined): Promise<void> {
     const { o, journal } = this;
     // Background timers do not hold the process open; while finish waits on them, this does.
@@ -349,19 +296,17 @@ export class TrackedRun {
       }
       journal.writeRecord('exit.json', { exitCode, runtime: this.history.runtimeSeconds(), finishedAt: new Date(o.clock.now()).toISOString(), files });
       await journal.flush();
-      if (!this.stream || !this.uploader) {
+      if (!this.session) {
         o.reporter.info(`offline run kept in ${journal.dir}; upload it with: ort-dann wandb-sync ${o.runDir}`);
         return;
       }
-      const deadline = Date.now() + o.timing.finishTimeoutMs;
-      for (const name of ['wandb-summary.json', 'output.log']) this.uploader.enqueue(name, journal.filePath(name));
-      for (const f of files) this.uploader.enqueue(f.name, resolve(journal.dir, f.path));
-      const uploadsDone = await this.uploader.drain(deadline);
-      const complete = await this.stream.finish(exitCode, deadline);
-      this.writeSync(complete && uploadsDone);
-      await journal.flush();
-      if (complete && uploadsDone) o.reporter.info(`run ${this.record.displayName ?? this.record.runId} finished: ${this.url}`);
-      else o.reporter.warn(`the W&B upload did not finish; the run is kept in ${journal.dir}, upload the rest with: ort-dann wandb-sync ${o.runDir}`);
+      for (const name of ['wandb-summary.json', 'output.log']) this.session.upload(name, journal.filePath(name));
+      for (const f of files) this.session.upload(f.name, resolve(journal.dir, f.path));
+      if (await this.session.finish(exitCode, Date.now() + o.timing.finishTimeoutMs)) {
+        o.reporter.info(`run ${this.record.displayName ?? this.record.runId} finished: ${this.url}`);
+      } else {
+        o.reporter.warn(`the W&B upload did not finish; the run is kept in ${journal.dir}, upload the rest with: ort-dann wandb-sync ${o.runDir}`);
+      }
     } finally {
       await journal.close();
       this.api?.close();

@@ -8,13 +8,12 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
-import { FileStream, STREAM_FILES, type Offsets } from './filestream.ts';
-import { AtomicWriter, findJournals, loadJournal, type LoadedJournal, type SyncRecord } from './offline.ts';
+import { noOffsets, STREAM_FILES, type Offsets } from './filestream.ts';
+import { AtomicWriter, findJournals, loadJournal, upsertInputFor, type LoadedJournal } from './offline.ts';
 import { Reporter, stderrLogger, type TrackingLogger } from './reporter.ts';
-import { configJson } from './run-files.ts';
 import { DEFAULT_TIMING, USER_AGENT, type Timing } from './run.ts';
-import { appUrlFor, checkApiKey, findApiKey, netrcMachine, normalizeBaseUrl, runUrlFor } from './settings.ts';
-import { RunUploader } from './uploads.ts';
+import { appUrlFor, checkApiKey, findApiKey, netrcMachine, normalizeBaseUrl } from './settings.ts';
+import { sessionTarget, UploadSession } from './uploads.ts';
 import { UnreachableError, WandbApi } from './wandb.ts';
 
 export interface SyncOptions {
@@ -81,19 +80,9 @@ async function upload(j: LoadedJournal, opts: SyncOptions, env: NodeJS.ProcessEn
     try {
       up = await api.upsertBucket(
         {
-          runId: run.runId,
+          ...upsertInputFor(run),
           project: opts.project ?? j.sync?.project ?? run.project,
           entity: opts.entity ?? j.sync?.entity ?? run.entity ?? undefined,
-          displayName: run.displayName ?? undefined,
-          notes: run.notes ?? undefined,
-          group: run.group ?? undefined,
-          jobType: run.jobType ?? undefined,
-          tags: run.tags,
-          configJson: configJson(run.config),
-          host: run.host,
-          program: 'ort-dann',
-          repo: run.repo ?? undefined,
-          commit: run.commit ?? undefined,
         },
         timing.startAttempts,
       );
@@ -101,60 +90,34 @@ async function upload(j: LoadedJournal, opts: SyncOptions, env: NodeJS.ProcessEn
       if (e instanceof UnreachableError) throw new UserError(`cannot reach W&B at ${baseUrl} (${e.message}); try ort-dann wandb-sync again later`);
       throw e;
     }
-    const url = runUrlFor(appUrl, up.entity, up.project, up.runId);
-    const historyBase = j.sync?.historyBase ?? 0;
-    const start: Offsets = { ...{ 'wandb-history.jsonl': 0, 'wandb-events.jsonl': 0, 'output.log': 0 }, ...j.sync?.acked };
+    const target = sessionTarget(up, appUrl, j.sync?.historyBase ?? 0);
+    const start: Offsets = { ...noOffsets(), ...j.sync?.acked };
     // The server may hold more history than sync.json recorded (it is written after each answer, and an
     // answer can be lost); its line count is authoritative for history.
     const history = j.spools['wandb-history.jsonl'];
-    start['wandb-history.jsonl'] = Math.min(history.count, Math.max(start['wandb-history.jsonl'], up.historyLineCount - historyBase));
-    const uploaded = [...(j.sync?.uploaded ?? [])];
-    const writer = new AtomicWriter((p, e) => reporter.warnOnce(`write-${p}`, `cannot write ${p} (${e.message})`));
-    let acked = start;
-    const writeSync = (complete: boolean) => {
-      const rec: SyncRecord = { entity: up.entity, project: up.project, runId: up.runId, url, historyBase, acked, uploaded, complete };
-      writer.write(join(j.dir, 'sync.json'), `${JSON.stringify(rec)}\n`);
-    };
+    start['wandb-history.jsonl'] = Math.min(history.count, Math.max(start['wandb-history.jsonl'], up.historyLineCount - target.historyBase));
     const summaryText = await readFile(join(j.dir, 'files', 'wandb-summary.json'), 'utf8').then((t) => t.trim(), () => '');
-    const stream = new FileStream({
+    reporter.info(`syncing ${j.dir} to ${target.url}`);
+    const session = new UploadSession({
       api,
-      entity: up.entity,
-      project: up.project,
-      runId: up.runId,
+      target,
+      journalDir: j.dir,
+      writer: new AtomicWriter((p, e) => reporter.warnOnce(`write-${p}`, `cannot write ${p} (${e.message})`)),
       spools: j.spools,
       start,
-      offsetBase: { 'wandb-history.jsonl': historyBase, 'wandb-events.jsonl': 0, 'output.log': 0 },
+      uploaded: j.sync?.uploaded ?? [],
       summary: () => (summaryText ? { version: 1, line: summaryText } : undefined),
       // Replaying needs no pacing beyond W&B's per-run rate limit (2 requests/s).
       timing: { ...timing, transmitMs: () => Math.min(500, timing.transmitMs(0)) },
       reporter,
-      onAck: (a) => {
-        acked = a;
-        writeSync(false);
-      },
       onStopped: () => {},
     });
-    const uploader = new RunUploader(api, { entity: up.entity, project: up.project, runId: up.runId }, {
-      attempts: timing.uploadAttempts,
-      backoff: timing.backoff,
-      reporter,
-      onUploaded: (name) => {
-        uploaded.push(name);
-        stream.markUploaded(name);
-        writeSync(false);
-      },
-    });
-    reporter.info(`syncing ${j.dir} to ${url}`);
-    stream.start();
     const files = ['config.yaml', 'wandb-metadata.json', 'wandb-summary.json', 'output.log'].map((name) => ({ name, path: join(j.dir, 'files', name) }));
     for (const f of j.exit?.files ?? []) files.push({ name: f.name, path: resolve(j.dir, f.path) });
-    for (const f of files) if (!uploaded.includes(f.name) && existsSync(f.path)) uploader.enqueue(f.name, f.path);
+    for (const f of files) if (existsSync(f.path)) session.upload(f.name, f.path);
     if (!j.exit) reporter.warn(`${basename(j.dir)} has no exit record (the training process died); it is marked as failed (exit code 1)`);
-    const deadline = Date.now() + timing.finishTimeoutMs;
-    const uploadsDone = await uploader.drain(deadline);
-    const complete = (await stream.finish(j.exit?.exitCode ?? 1, deadline)) && uploadsDone;
-    writeSync(complete);
-    await writer.flush();
+    const complete = await session.finish(j.exit?.exitCode ?? 1, Date.now() + timing.finishTimeoutMs);
+    const url = target.url;
     if (complete) reporter.info(`synced: ${url}`);
     else reporter.warn(`sync of ${j.dir} did not finish; run ort-dann wandb-sync again to continue`);
     return { dir: j.dir, url, complete, alreadySynced: false };

@@ -4,9 +4,15 @@
  * `uploaded` list, as wandb-core does; a file that cannot be uploaded is reported and left for wandb-sync.
  */
 import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { toWandbJson } from './extended-json.ts';
+import { FileStream, noOffsets, type FileStreamTiming, type Offsets, type StreamFile } from './filestream.ts';
 import { isFinalStatus, retryDelayMs, sleep, TransportError, type Backoff, type HttpResponse } from './http.ts';
+import type { AtomicWriter, SyncRecord } from './offline.ts';
 import { oneLine, type Reporter } from './reporter.ts';
-import { FinalStatusError, UnreachableError, type WandbApi } from './wandb.ts';
+import type { Spool } from './spool.ts';
+import { runUrlFor } from './settings.ts';
+import { FinalStatusError, UnreachableError, type UpsertResult, type WandbApi } from './wandb.ts';
 
 export interface UploadTarget {
   entity: string;
@@ -91,5 +97,106 @@ export class RunUploader {
     }
     opts.reporter.warn(`could not upload ${name} to W&B (${last || 'cancelled'}); ort-dann wandb-sync can retry it`);
     return false;
+  }
+}
+
+export interface SessionTarget extends UploadTarget {
+  url: string;
+  /** Server line number of the journal's first history line. */
+  historyBase: number;
+}
+
+/** Where an UpsertBucket answer says the run lives. */
+export function sessionTarget(up: UpsertResult, appUrl: string, historyBase = up.historyLineCount): SessionTarget {
+  return { entity: up.entity, project: up.project, runId: up.runId, url: runUrlFor(appUrl, up.entity, up.project, up.runId), historyBase };
+}
+
+export interface UploadSessionOptions {
+  api: WandbApi;
+  target: SessionTarget;
+  journalDir: string;
+  writer: AtomicWriter;
+  spools: Record<StreamFile, Spool>;
+  /** Journal lines and run files the server already has (from sync.json, or none for a new run). */
+  start: Offsets;
+  uploaded: string[];
+  summary(): { version: number; line: string } | undefined;
+  timing: FileStreamTiming & { uploadAttempts: number };
+  reporter: Reporter;
+  onStopped(): void;
+}
+
+/**
+ * A journal being sent to a W&B run: the file_stream sender and the run-file uploader together, with
+ * sync.json kept up to date after every acknowledgement, so whoever continues (wandb-sync) starts exactly
+ * where the server stopped. Used by live runs and by wandb-sync alike.
+ */
+export class UploadSession {
+  private readonly stream: FileStream;
+  private readonly uploader: RunUploader;
+  private acked: Offsets;
+  private readonly uploaded: string[];
+
+  constructor(private readonly o: UploadSessionOptions) {
+    const { api, target } = o;
+    this.acked = { ...o.start };
+    this.uploaded = [...o.uploaded];
+    this.stream = new FileStream({
+      api,
+      entity: target.entity,
+      project: target.project,
+      runId: target.runId,
+      spools: o.spools,
+      start: o.start,
+      offsetBase: { ...noOffsets(), 'wandb-history.jsonl': target.historyBase },
+      summary: o.summary,
+      timing: o.timing,
+      reporter: o.reporter,
+      onAck: (acked) => {
+        this.acked = acked;
+        this.record(false);
+      },
+      onStopped: o.onStopped,
+    });
+    this.uploader = new RunUploader(api, target, {
+      attempts: o.timing.uploadAttempts,
+      backoff: o.timing.backoff,
+      reporter: o.reporter,
+      onUploaded: (name) => {
+        this.uploaded.push(name);
+        this.stream.markUploaded(name);
+        this.record(false);
+      },
+    });
+    this.stream.start();
+  }
+
+  /** Queues a run file, unless the server already has it. */
+  upload(name: string, path: string): void {
+    if (!this.uploaded.includes(name)) this.uploader.enqueue(name, path);
+  }
+
+  /** Finishes the uploads, then completes the run; true when the server acknowledged everything by `deadlineMs`. */
+  async finish(exitCode: number, deadlineMs: number): Promise<boolean> {
+    const uploadsDone = await this.uploader.drain(deadlineMs);
+    const complete = (await this.stream.finish(exitCode, deadlineMs)) && uploadsDone;
+    this.record(complete);
+    await this.o.writer.flush();
+    return complete;
+  }
+
+  private record(complete: boolean): void {
+    const { target } = this.o;
+    const rec: SyncRecord = {
+      entity: target.entity,
+      project: target.project,
+      runId: target.runId,
+      url: target.url,
+      historyBase: target.historyBase,
+      acked: this.acked,
+      uploaded: [...this.uploaded],
+      complete,
+    };
+    this.o.writer.write(join(this.o.journalDir, 'sync.json'), `${toWandbJson(rec)}\n`);
   }
 }
