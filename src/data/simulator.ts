@@ -47,7 +47,9 @@ class WorkerPool {
   private failure: Error | undefined;
   private closing = false;
 
-  constructor(config: GeneratorConfig, count: number) {
+  constructor(config: GeneratorConfig, count: number, name: string) {
+    // A dying worker in a user simulator is the module's doing (process.exit, an uncaught async throw).
+    const crash = (text: string) => (config.spec.kind === 'module' ? new UserError(`${name}: ${text}; fix the module`) : new Error(`${name}: ${text}`));
     for (let w = 0; w < count; w++) {
       const worker = new Worker(new URL('./sim-worker.mjs', import.meta.url), { workerData: config });
       worker.unref(); // only outstanding requests keep the process alive
@@ -64,8 +66,8 @@ class WorkerPool {
         for (const p of this.pending.values()) p.reject(e);
         this.pending.clear();
       };
-      worker.on('error', (e) => fail(new Error(`simulator worker crashed: ${e.message}`)));
-      worker.on('exit', (code) => fail(new Error(`simulator worker exited with code ${code}`)));
+      worker.on('error', (e) => fail(crash(`uncaught error in the simulator worker: ${e.message.split('\n')[0]}`)));
+      worker.on('exit', (code) => fail(crash(`the simulator worker exited with code ${code}`)));
       this.workers.push(worker);
       this.busy.push(0);
     }
@@ -257,7 +259,7 @@ export async function openSimulator(spec: SimulatorSpec, options: SimulatorOptio
     close = async () => undefined;
   } else {
     // The user module is imported only inside the workers, never in the trainer's thread.
-    const pool = new WorkerPool(config, workers);
+    const pool = new WorkerPool(config, workers, name);
     renderer = pool;
     close = () => pool.close();
   }

@@ -163,6 +163,11 @@ test('user module errors name the module and sample, before training starts', as
   }
 });
 
+test('user module: a worker that dies is reported against the module', async () => {
+  const path = writeModule('export function generate() { process.exit(3); }');
+  await assert.rejects(openSource(path, { size: 4, seed: 0, workers: 1 }), /^UserError: .*sim\.mjs: the simulator worker exited with code 3; fix the module$/);
+});
+
 test('user module: a later bad sample fails the batch with its index', async () => {
   const path = writeModule('export function generate({ size, index }) { return { image: new Float32Array(size * size), target: index === 5 ? [1, 2] : [1] }; }');
   const src = await openSource(path, { size: 4, seed: 0, workers: 1 });
