@@ -5,8 +5,12 @@
  * - Decoding and resizing are libvips via sharp. Resize stretches to size×size (fit 'fill', aspect
  *   ratio not kept), exactly like torchvision's `Resize((size, size))`, with the `linear` kernel: a
  *   triangle filter widened by the shrink factor when downscaling, the closest libvips analogue of PIL's
- *   antialiased bilinear. JPEG/WebP shrink-on-load is disabled so the result does not depend on the
- *   decoder's DCT-domain shortcut. Any size works, 1×1 included (upsampled).
+ *   antialiased bilinear. Measured against Pillow 12 BILINEAR on 8-bit images: downscaling agrees within
+ *   a mean of 0.2–1 levels (max 6 of 255); enlarging differs more (mean 3–8 levels, max ~40) because
+ *   libvips and PIL place the sample points differently when upsampling. Training, export and predict
+ *   all use this same function, so the model always sees one consistent preprocessing.
+ *   JPEG/WebP shrink-on-load is disabled so the result does not depend on the decoder's DCT-domain
+ *   shortcut. Any size works, 1×1 included (upsampled).
  * - 8-bit images are resized in 8 bits and divided by 255 (as PIL + ToTensor do); 16-bit images stay
  *   16-bit through the resize and are divided by 65535, keeping full precision. Other sample formats
  *   (float or 32-bit TIFF) are refused: there is no single right mapping of them to [0, 1].

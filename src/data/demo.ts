@@ -81,6 +81,7 @@ function settings(options: DemoDataOptions): Manifest {
   positive('train', m.train, 1);
   positive('val', m.val, 1);
   positive('source-val', m.sourceVal, 0);
+  if (typeof m.seed === 'number' && !Number.isSafeInteger(m.seed)) throw new UserError(`demo-data: --seed must be an integer, got ${m.seed}`);
   return m;
 }
 
