@@ -12,7 +12,7 @@ import type { AtomicWriter, SyncRecord } from './offline.ts';
 import { oneLine, type Reporter } from './reporter.ts';
 import type { Spool } from './spool.ts';
 import { runUrlFor } from './settings.ts';
-import { FinalStatusError, UnreachableError, type UpsertResult, type WandbApi } from './wandb.ts';
+import { UnreachableError, type UpsertResult, type WandbApi } from './wandb.ts';
 
 export interface UploadTarget {
   entity: string;
@@ -86,12 +86,9 @@ export class RunUploader {
           opts.reporter.warn(`cannot upload ${name}: ${path} does not exist`);
           return false;
         }
-        if (e instanceof FinalStatusError) {
-          last = e.message;
-          break;
-        }
-        if (!(e instanceof UnreachableError || e instanceof TransportError)) throw e;
-        last = e.message;
+        last = oneLine(String((e as Error)?.message ?? e), 160);
+        // Only network trouble is worth another try; a refusal or a local fault would repeat.
+        if (!(e instanceof UnreachableError || e instanceof TransportError)) break;
       }
       if (attempt + 1 < opts.attempts) await sleep(retryDelayMs(attempt, opts.backoff, res, Date.now()), signal, false);
     }

@@ -9,7 +9,7 @@ import { isUserError } from '../../src/errors.ts';
 import { secretForms } from '../../src/tracking/reporter.ts';
 import { FakeWandb, TEST_KEY } from '../helpers/fake-wandb.ts';
 import { allFiles, CONFIG, session, sleep, tempDir } from './helpers.ts';
-import { OUTPUTS, runScript } from './script.ts';
+import { FAST, OUTPUTS, runScript } from './script.ts';
 
 let fake: FakeWandb;
 before(async () => {
@@ -145,8 +145,8 @@ test('the Stop button in W&B ends training cleanly after the current step', asyn
 
 test('an idle run keeps posting heartbeats so W&B does not mark it crashed', async (t) => {
   const dir = await tempDir(t);
-  const s = await session(fake, dir, { runId: 'idle0001', systemMetrics: false });
-  await sleep(700);
+  const s = await session(fake, dir, { runId: 'idle0001', systemMetrics: false, timing: { ...FAST, heartbeatMs: 100 } });
+  await sleep(450);
   await s.tracking.finish(0);
   const run = fake.run('idle0001');
   assert.ok(run.heartbeats >= 3, `heartbeats: ${run.heartbeats}`);
@@ -202,8 +202,8 @@ test('a server that hangs at start is given up on after the attempts allowed', a
   const dir = await tempDir(t);
   fake.inject('UpsertBucket', { kind: 'hang' }, 3);
   const started = Date.now();
-  const s = await session(fake, dir, { runId: 'hangs001' });
+  const s = await session(fake, dir, { runId: 'hangs001', timing: { ...FAST, graphqlTimeoutMs: 150 } });
   assert.equal(s.tracking.mode, 'offline');
-  assert.ok(Date.now() - started < 5000);
+  assert.ok(Date.now() - started < 2000);
   await s.tracking.finish(0);
 });
