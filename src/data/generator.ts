@@ -41,8 +41,6 @@ export interface GeneratorConfig {
   stream: string;
   size: number;
   normalization?: Normalization;
-  /** Label count when already known (from a probe of sample 0); otherwise the first sample fixes it. */
-  outputCount?: number;
 }
 
 export interface RenderedChunk {
@@ -169,7 +167,8 @@ export async function createGenerator(config: GeneratorConfig): Promise<SampleGe
   }
 
   const { generate, outputNames: declared } = await loadModule(spec);
-  let outputCount = config.outputCount ?? declared?.length;
+  // The declared names fix the label count; otherwise the first sample this generator renders does.
+  let outputCount = declared?.length;
   const one = async (index: number, images: Float32Array, offset: number): Promise<number[]> => {
     const where = `${spec.label}: sample ${index}`;
     let result: unknown;

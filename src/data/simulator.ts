@@ -275,7 +275,7 @@ export async function openSimulator(spec: SimulatorSpec, options: SimulatorOptio
     name,
     size: options.size,
     length: options.length,
-    outputNames: probe.outputNames ?? Array.from({ length: k }, (_, i) => `output_${i}`),
+    outputNames: probe.outputNames ? [...probe.outputNames] : Array.from({ length: k }, (_, i) => `output_${i}`),
     labelRanges: spec.kind === 'particles' ? PARTICLE_LABEL_RANGES : undefined,
     prefetchBatches: options.prefetchBatches ?? 2,
     workerCount: Math.max(1, workers),
