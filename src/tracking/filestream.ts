@@ -70,7 +70,6 @@ export class FileStream {
   private uploadedPending: string[] = [];
   private exitCode: number | undefined;
   private completed = false;
-  private dead = false;
   private stoppedSeen = false;
   private wakeCtl = new AbortController();
   private readonly abortCtl = new AbortController();
@@ -89,18 +88,12 @@ export class FileStream {
 
   start(): void {
     this.loop ??= this.run().catch((e) => {
-      this.dead = true;
       this.o.reporter.warn(`W&B upload stopped by an internal error: ${oneLine(String((e as Error)?.message ?? e))}`);
     });
   }
 
-  /** The server stopped accepting data for good; what is left stays in the run directory for wandb-sync. */
-  get isDead(): boolean {
-    return this.dead;
-  }
-
   /** Sends soon instead of at the next interval. */
-  wake(): void {
+  private wake(): void {
     this.wakeCtl.abort();
   }
 
@@ -111,7 +104,7 @@ export class FileStream {
 
   /**
    * Sends everything left, then `complete`/`exitcode`. Resolves true once the server acknowledged the
-   * completion, false when `deadlineMs` (Date.now() time) passed first or the stream is dead.
+   * completion, false when `deadlineMs` (Date.now() time) passed first or the server refused the data for good.
    */
   async finish(exitCode: number, deadlineMs: number): Promise<boolean> {
     this.exitCode = exitCode;
@@ -163,7 +156,6 @@ export class FileStream {
       }
       const failure = res ? `HTTP ${res.status}${res.body ? `: ${oneLine(res.body, 160)}` : ''}` : 'no answer (network error or timeout)';
       if (res && isFinalStatus(res.status)) {
-        this.dead = true;
         this.o.reporter.warn(`W&B refused run data (${failure}); the rest of the run stays in the run directory for ort-dann wandb-sync`);
         return;
       }

@@ -90,7 +90,7 @@ export function isFinalStatus(status: number): boolean {
 }
 
 /** Retry-After as milliseconds, from seconds or an HTTP date; undefined when absent or unreadable. */
-export function retryAfterMs(header: string | undefined, nowMs: number): number | undefined {
+function retryAfterMs(header: string | undefined, nowMs: number): number | undefined {
   if (!header) return undefined;
   const seconds = Number(header);
   if (Number.isFinite(seconds) && header.trim() !== '') return Math.max(0, seconds * 1000);
@@ -104,7 +104,7 @@ export interface Backoff {
 }
 
 /** base·2^attempt, capped, plus up to 25 % jitter so parallel runs do not retry in lockstep. */
-export function backoffMs(attempt: number, b: Backoff, random: () => number = Math.random): number {
+function backoffMs(attempt: number, b: Backoff, random: () => number = Math.random): number {
   const raw = Math.min(b.maxMs, b.baseMs * 2 ** Math.min(attempt, 30));
   return raw + raw * 0.25 * random();
 }

@@ -125,7 +125,7 @@ export function chartGroups(keys: string[]): Chart[] {
 
 const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
 
-export function escapeHtml(text: string): string {
+function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
@@ -142,7 +142,7 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   return ticks;
 }
 
-export function formatNumber(v: number): string {
+function formatNumber(v: number): string {
   if (!Number.isFinite(v)) return String(v);
   if (v === 0) return '0';
   const a = Math.abs(v);
@@ -219,7 +219,7 @@ function flatten(obj: Record<string, unknown>, prefix = '', out: [string, string
   return out;
 }
 
-export function renderReport(info: ReportInfo, series: Map<string, Series>, latest: Map<string, number>): string {
+function renderReport(info: ReportInfo, series: Map<string, Series>, latest: Map<string, number>): string {
   const charts = chartGroups([...series.keys()]).map((c) => svgChart(c, series)).join('\n');
   const row = (k: string, v: string) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`;
   const finals = [...latest.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => row(k, formatNumber(v))).join('');

@@ -47,7 +47,7 @@ export function secretForms(apiKey: string): string[] {
   return [apiKey, Buffer.from(`api:${apiKey}`).toString('base64')];
 }
 
-export function redactSecrets(text: string, secrets: string[]): string {
+function redactSecrets(text: string, secrets: string[]): string {
   let out = text;
   for (const s of secrets) if (s) out = out.split(s).join('***');
   return out;

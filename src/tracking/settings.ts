@@ -19,7 +19,6 @@ export const FLAGS = {
   mode: '--wandb',
   project: '--wandb-project',
   entity: '--wandb-entity',
-  name: '--wandb-name',
   runId: '--wandb-run-id',
 } as const;
 

@@ -43,13 +43,12 @@ export class Spool {
     readonly path: string,
     private readonly fh: FileHandle,
     private readonly opts: SpoolOptions,
-    readonly writable: boolean,
   ) {}
 
   /** A new, empty spool file for a live run. */
   static async create(path: string, opts: SpoolOptions): Promise<Spool> {
     await mkdir(dirname(path), { recursive: true });
-    return new Spool(path, await open(path, 'w+'), opts, true);
+    return new Spool(path, await open(path, 'w+'), opts);
   }
 
   /**
@@ -58,7 +57,7 @@ export class Spool {
    */
   static async openExisting(path: string): Promise<{ spool: Spool; cutOff: boolean }> {
     const fh = await open(path, 'r');
-    const spool = new Spool(path, fh, { memoryBytes: 0, keepForReading: false, onDiskError: () => {} }, false);
+    const spool = new Spool(path, fh, { memoryBytes: 0, keepForReading: false, onDiskError: () => {} });
     const buf = Buffer.allocUnsafe(1 << 20);
     let pos = 0;
     let lineStart = 0;
