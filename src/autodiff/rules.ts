@@ -41,26 +41,26 @@ function perChannelCount(c: GradContext, x: string): string {
 }
 
 /**
- * Batch-statistics BatchNormalization backward (inputs X, scale, B, batch mean, batch var), in the
- * few-pass form: dX = dY·k1 + X·k2 + k3 with per-channel k's, so only two full reductions touch dY.
+ * Batch-statistics BatchNormalization backward (inputs X, scale, B, batch mean, batch var, X − mean):
+ * dX = dY·k1 + (X−mean)·k2 + k3 with per-channel k's, so only two full reductions touch dY. It reads
+ * the centred input rather than X, so no term subtracts two large nearly equal sums.
  */
 const batchNormTrain: GradRule = (c) => {
-  const [x, scale, , mean, variance] = c.node.inputs;
+  const [x, scale, , , variance, centred] = c.node.inputs;
   const rank = c.rank(x);
   const axes = channelAxes(rank);
   const go = c.GO();
   const invstd = c.op('Reciprocal', [c.op('Sqrt', [c.op('Add', [variance, c.b.scalar(c.float('epsilon', 1e-5))])])]);
   const db = c.reduceSum(go, axes, false);
-  const sxy = c.reduceSum(mul(c, go, x), axes, false);
-  const dscale = mul(c, c.op('Sub', [sxy, mul(c, mean, db)]), invstd);
+  const dscale = mul(c, c.reduceSum(mul(c, go, centred), axes, false), invstd);
   let dx: string | undefined;
   if (c.needs(0)) {
     const m = perChannelCount(c, x);
     const k1 = mul(c, scale, invstd);
     const k2 = c.op('Neg', [c.op('Div', [mul(c, mul(c, k1, dscale), invstd), m])]);
-    const k3 = c.op('Sub', [c.op('Neg', [c.op('Div', [mul(c, k1, db), m])]), mul(c, k2, mean)]);
+    const k3 = c.op('Neg', [c.op('Div', [mul(c, k1, db), m])]);
     const view = (v: string) => channelView(c, v, rank);
-    dx = c.op('Add', [mul(c, go, view(k1)), c.op('Add', [mul(c, x, view(k2)), view(k3)])]);
+    dx = c.op('Add', [mul(c, go, view(k1)), c.op('Add', [mul(c, centred, view(k2)), view(k3)])]);
   }
   return [dx, c.needs(1) ? dscale : undefined, c.needs(2) ? db : undefined];
 };

@@ -59,3 +59,11 @@ def write_st(path, tensors, meta=None):
 def describe(t):
     return {'dtype': NAME[t.dtype], 'shape': list(t.shape), 'values': t.flatten().double().tolist()}
 `;
+
+/** Runs a Python script file with `args`; returns stdout, throws with stderr if it fails. */
+export function runPythonFile(file: string, args: string[] = []): string {
+  const r = spawnSync(PYTHON, [file, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.error) throw new Error(`cannot run ${PYTHON} (${r.error.message}); these tests need python3 with torch: apt-get install python3-torch python3-torchvision python3-numpy`);
+  if (r.status !== 0) throw new Error(`python script ${file} failed (status ${r.status}):\n${r.stderr}`);
+  return r.stdout;
+}

@@ -1,0 +1,164 @@
+"""PyTorch reference for the artifacts parity test: the seed's DANN module (torchvision ResNet body,
+extra block, heads, GRL, DANNLoss), loaded strictly from our checkpoint, run on the same batch,
+dropout masks, alpha and lambda; then one fastai Adam step written out from its definition.
+The module runs in float64 (the exact answer) and in float32 (`<name>@torch32`: how close float32
+arithmetic gets on each tensor; PyTorch's own float32 stem gradient is 2e-3 away in max-norm).
+Usage: dann_reference.py ARTIFACTS_DIR INPUTS.safetensors OUT.safetensors"""
+import json
+import sys
+
+import torch
+import torch.nn as nn
+import torchvision
+
+exec(open(sys.argv[4]).read())  # read_st / write_st (an independent safetensors codec, shared with other tests)
+
+art, inputs_path, out_path = sys.argv[1], sys.argv[2], sys.argv[3]
+manifest = json.load(open(f'{art}/manifest.json'))
+config = manifest['config']
+torch.set_num_threads(2)
+
+
+class GradientReversalFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, alpha):
+        ctx.alpha = alpha
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return -ctx.alpha * grad_output, None
+
+
+class GradientReversalLayer(nn.Module):
+    def __init__(self, alpha=1.0):
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x):
+        return GradientReversalFunction.apply(x, self.alpha)
+
+
+class MaskDropout(nn.Module):
+    """nn.Dropout(p) with the keep-mask supplied from outside (1 = keep, kept values scaled 1/(1-p))."""
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+        self.mask = None
+
+    def forward(self, x):
+        return x * self.mask / (1 - self.p)
+
+
+class FeatureExtractor(nn.Module):
+    def __init__(self):
+        super().__init__()
+        resnet = getattr(torchvision.models, config['backbone'])()
+        self.resnet_layers = nn.Sequential(*list(resnet.children())[:-2])
+        self.additional_layers = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(512, 512, 4, stride=2, padding=1), nn.BatchNorm2d(512), nn.ReLU())
+
+    def forward(self, x):
+        return self.additional_layers(self.resnet_layers(x))
+
+
+F = config['featureDim']
+K = len(config['outputs'])
+p = config['dropout']
+
+
+class LabelPredictor(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.regressor = nn.Sequential(nn.Flatten(), nn.Linear(F, 256), nn.ReLU(), MaskDropout(p), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, K))
+
+    def forward(self, x):
+        return self.regressor(x)
+
+
+class DomainClassifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(F, 256), nn.ReLU(), MaskDropout(p), nn.Linear(256, 1))
+
+    def forward(self, x):
+        return self.classifier(x)
+
+
+class DANN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.feature_extractor = FeatureExtractor()
+        self.label_predictor = LabelPredictor()
+        self.domain_classifier = DomainClassifier()
+        self.grl = GradientReversalLayer()
+
+    def forward(self, x):
+        features = self.feature_extractor(x)
+        return self.label_predictor(features), self.domain_classifier(self.grl(features))
+
+
+state, _, _ = read_st(f'{art}/checkpoint.safetensors')
+raw_inputs, _, _ = read_st(inputs_path)
+ns = int(raw_inputs['n_source'].item())
+
+
+def train_step(dtype):
+    """One forward/backward of the seed's module in `dtype`: losses, parameter grads, running stats."""
+    model = DANN()
+    model.load_state_dict({k: v.clone() for k, v in state.items()}, strict=True)
+    model.to(dtype)
+    inp = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in raw_inputs.items()}
+    # The label mask covers the source rows; target rows' predictions never reach a loss.
+    n_all = inp['images'].shape[0]
+    model.label_predictor.regressor[3].mask = torch.cat([inp['label_dropout_mask'], torch.ones(n_all - ns, 256, dtype=dtype)])
+    model.domain_classifier.classifier[3].mask = inp['domain_dropout_mask']
+    model.grl.alpha = float(inp['alpha'].item())
+    lam = float(inp['lambda_domain'].item())
+    model.train()
+    reg_out, dom_out = model(inp['images'])
+    domain_labels = torch.cat([torch.zeros(ns), torch.ones(n_all - ns)]).to(dtype)
+    if config['task'] == 'regression':
+        regression_loss = nn.MSELoss()(reg_out[:ns], inp['labels'])
+    else:
+        regression_loss = nn.CrossEntropyLoss()(reg_out[:ns], inp['labels'].long())
+    domain_loss = nn.BCEWithLogitsLoss()(dom_out.squeeze(), domain_labels)
+    loss = regression_loss + lam * domain_loss
+    loss.backward()
+    out = {'loss': loss, 'regression_loss': regression_loss, 'domain_loss': domain_loss}
+    for name, prm in model.named_parameters():
+        out[f'{name}_grad'] = prm.grad
+    for name, buf in model.state_dict().items():
+        if name.endswith('running_mean') or name.endswith('running_var'):
+            out[f'{name}.updated'] = buf
+    return {k: v.detach().reshape(v.shape).float() for k, v in out.items()}
+
+
+# float64 is the exact answer; PyTorch's own float32 run shows how well float32 can do on each tensor.
+exact = train_step(torch.float64)
+out = dict(exact)
+out.update({f'{k}@torch32': v for k, v in train_step(torch.float32).items()})
+inp = {k: (v.double() if v.is_floating_point() else v) for k, v in raw_inputs.items()}
+
+# One fastai Adam step (fastai/optimizer.py: weight_decay, average_grad(dampening), average_sqr_grad,
+# step_stat, adam_step) from prior state given in the inputs, for every parameter.
+lr, mom, sqr_mom, eps, wd = (float(inp[k].item()) for k in ['adam_lr', 'adam_mom', 'adam_sqr_mom', 'adam_eps', 'adam_wd'])
+step = float(inp['adam_step'].item())
+for spec in manifest['parameters']:
+    name = spec['name']
+    if f'{name}.exp_avg' not in inp:
+        continue
+    prm = state[name].double()
+    g = exact[f'{name}_grad'].double()  # the float32 gradient the optimizer test feeds
+    m = inp[f'{name}.exp_avg'].double()
+    v = inp[f'{name}.exp_avg_sq'].double()
+    if spec['decay'] and wd != 0:
+        prm = prm * (1 - lr * wd)
+    m = mom * m + (1 - mom) * g
+    v = sqr_mom * v + (1 - sqr_mom) * g * g
+    debias1 = 1 - mom ** step
+    debias2 = 1 - sqr_mom ** step
+    prm = prm - lr / debias1 * m / ((v / debias2).sqrt() + eps)
+    out[f'{name}.adam'] = prm.float()
+    out[f'{name}.exp_avg.adam'] = m.float()
+    out[f'{name}.exp_avg_sq.adam'] = v.float()
+write_st(out_path, out)
