@@ -22,7 +22,11 @@ export function makeConfig(partial: Partial<ModelConfig> & { imageSize: number }
   const imageSize = partial.imageSize;
   if (!Number.isInteger(imageSize) || imageSize < 1) throw new UserError(`--image-size ${imageSize}: must be a positive integer such as 128 or 256`);
   const side = featureMapSide(imageSize);
-  if (side < 1) throw new UserError(`--image-size ${imageSize}: the feature map vanishes before the heads (ResNet stride 32, then AvgPool2d(2) and a 4×4/2 conv); use at least 96 px, e.g. 128 or 256`);
+  if (side < 1) {
+    let smallest = imageSize;
+    while (featureMapSide(smallest) < 1) smallest++;
+    throw new UserError(`--image-size ${imageSize}: the feature map vanishes before the heads (ResNet stride 32, then AvgPool2d(2) and a 4×4/2 conv); use at least ${smallest} px, e.g. 128 or 256`);
+  }
   const outputs = partial.outputs ?? DEFAULT_OUTPUTS;
   const task = partial.task ?? 'regression';
   if (outputs.length === 0) throw new UserError('--outputs: name at least one output');
