@@ -22,30 +22,16 @@ import { MetricsJsonlCallback, readMetricsJsonl } from './metrics-jsonl.ts';
 import { ReportCallback } from './report-html.ts';
 import { Reporter, stderrLogger, type TrackingLogger } from './reporter.ts';
 import { DEFAULT_TIMING, TrackedRun, type Timing } from './run.ts';
-import { resolveSettings, type TrackingMode } from './settings.ts';
+import { resolveSettings, type SettingsInput, type TrackingMode } from './settings.ts';
 
-export type { TrackingLogger, TrackingMode, Timing };
+export type { SettingsInput, TrackingLogger, TrackingMode, Timing };
 
-export interface TrackingOptions {
+/** W&B settings (mode, project, entity, name, tags, notes, group, jobType, runId, baseUrl, apiKey) as in SettingsInput, plus: */
+export interface TrackingOptions extends SettingsInput {
   /** The ort-dann run directory; created if missing. */
   runDir: string;
-  /** Default: WANDB_MODE, else online when an API key is found (WANDB_API_KEY, ~/.netrc), else offline. */
-  mode?: TrackingMode;
-  /** Options win over WANDB_PROJECT, WANDB_ENTITY, WANDB_NAME, WANDB_TAGS, WANDB_NOTES, WANDB_RUN_GROUP, WANDB_JOB_TYPE, WANDB_RUN_ID. */
-  project?: string;
-  entity?: string;
-  name?: string;
-  tags?: string[];
-  notes?: string;
-  group?: string;
-  jobType?: string;
-  runId?: string;
   /** The run's config: hyper-parameters, model config, artifact manifest version. Plain JSON values. */
   config?: Record<string, unknown>;
-  /** Default: WANDB_BASE_URL, else https://api.wandb.ai. */
-  baseUrl?: string;
-  /** Default: WANDB_API_KEY, else the ~/.netrc entry for the base URL's host. */
-  apiKey?: string;
   /** Parameter and gradient histograms every N optimizer steps (wandb.watch's log_freq); 0 = never. Default 1000. */
   histogramEvery?: number;
   /** CPU, memory, disk and GPU metrics for W&B's System tab. Default true. */
@@ -54,9 +40,7 @@ export interface TrackingOptions {
   captureConsole?: boolean | { stdout: Writable; stderr: Writable };
   /** Where warnings and the run URL go. Default: stderr, prefixed `wandb:`. */
   logger?: TrackingLogger;
-  /** For tests: environment, home directory (netrc), clock, timing, nvidia-smi command (false: none). */
-  env?: NodeJS.ProcessEnv;
-  homeDir?: string;
+  /** For tests: clock, timing, nvidia-smi command (false: none). */
   clock?: Clock;
   timing?: Partial<Timing>;
   nvidiaSmi?: string | false;

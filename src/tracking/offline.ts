@@ -20,7 +20,7 @@ import { parseWandbJson, toWandbJson } from './extended-json.ts';
 import { STREAM_FILES, type Offsets, type StreamFile } from './filestream.ts';
 import { configJson } from './run-files.ts';
 import { Spool, type SpoolOptions } from './spool.ts';
-import type { UpsertInput } from './wandb.ts';
+import type { UpsertVariables } from './wandb.ts';
 
 export const JOURNAL_FORMAT = 'ort-dann-wandb-run';
 export const JOURNAL_VERSION = 1;
@@ -45,21 +45,21 @@ export interface RunRecord {
 }
 
 /** The UpsertBucket variables that create (or, from wandb-sync, re-create) the run this record describes. */
-export function upsertInputFor(run: RunRecord): UpsertInput {
+export function upsertVariablesFor(run: RunRecord): UpsertVariables {
   return {
-    runId: run.runId,
+    name: run.runId,
     project: run.project,
-    entity: run.entity ?? undefined,
-    displayName: run.displayName ?? undefined,
-    notes: run.notes ?? undefined,
-    group: run.group ?? undefined,
-    jobType: run.jobType ?? undefined,
+    entity: run.entity,
+    displayName: run.displayName,
+    notes: run.notes,
+    groupName: run.group,
+    jobType: run.jobType,
     tags: run.tags,
-    configJson: configJson(run.config),
+    config: configJson(run.config),
     host: run.host,
     program: 'ort-dann',
-    repo: run.repo ?? undefined,
-    commit: run.commit ?? undefined,
+    repo: run.repo,
+    commit: run.commit,
   };
 }
 

@@ -11,7 +11,7 @@ import { captureConsole, outputLogLine } from './console.ts';
 import { toWandbJson } from './extended-json.ts';
 import { defaultTransmitMs, noOffsets, type FileStreamTiming } from './filestream.ts';
 import { HistoryBuilder, type Clock, type Row } from './history.ts';
-import { AtomicWriter, JOURNAL_FORMAT, JOURNAL_VERSION, RunJournal, upsertInputFor, type RunRecord } from './offline.ts';
+import { AtomicWriter, JOURNAL_FORMAT, JOURNAL_VERSION, RunJournal, upsertVariablesFor, type RunRecord } from './offline.ts';
 import { oneLine, type Reporter } from './reporter.ts';
 import { configYaml, environmentMetadata, gitInfo } from './run-files.ts';
 import type { Settings } from './settings.ts';
@@ -145,7 +145,7 @@ export class TrackedRun {
         userAgent: USER_AGENT,
       });
       try {
-        const up = await api.upsertBucket(upsertInputFor(record), o.timing.startAttempts);
+        const up = await api.upsertBucket(upsertVariablesFor(record), o.timing.startAttempts);
         server = sessionTarget(up, s.appUrl);
         // The server's names win: the default entity, and the random display name it picks when none was given.
         Object.assign(record, { entity: up.entity, project: up.project, displayName: up.displayName });

@@ -171,8 +171,11 @@ export function newRunId(): string {
   return Array.from(randomBytes(8), (b) => alphabet[b % alphabet.length]).join('');
 }
 
+/** What the caller (the train command's flags) says; unset fields fall back to the environment. */
 export interface SettingsInput {
+  /** Default: WANDB_MODE, else online when an API key is found (WANDB_API_KEY, ~/.netrc), else offline. */
   mode?: TrackingMode;
+  /** These win over WANDB_PROJECT, WANDB_ENTITY, WANDB_NAME, WANDB_TAGS, WANDB_NOTES, WANDB_RUN_GROUP, WANDB_JOB_TYPE, WANDB_RUN_ID. */
   project?: string;
   entity?: string;
   name?: string;
@@ -181,8 +184,11 @@ export interface SettingsInput {
   group?: string;
   jobType?: string;
   runId?: string;
+  /** Default: WANDB_BASE_URL, else https://api.wandb.ai. */
   baseUrl?: string;
+  /** Default: WANDB_API_KEY, else the ~/.netrc entry for the base URL's host. */
   apiKey?: string;
+  /** For tests: the environment and home directory (netrc) to read instead of the process's. */
   env?: NodeJS.ProcessEnv;
   homeDir?: string;
 }

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { noOffsets, STREAM_FILES, type Offsets } from './filestream.ts';
-import { AtomicWriter, findJournals, loadJournal, upsertInputFor, type LoadedJournal } from './offline.ts';
+import { AtomicWriter, findJournals, loadJournal, upsertVariablesFor, type LoadedJournal } from './offline.ts';
 import { Reporter, stderrLogger, type TrackingLogger } from './reporter.ts';
 import { DEFAULT_TIMING, USER_AGENT, type Timing } from './run.ts';
 import { appUrlFor, checkApiKey, findApiKey, netrcMachine, normalizeBaseUrl } from './settings.ts';
@@ -80,9 +80,9 @@ async function upload(j: LoadedJournal, opts: SyncOptions, env: NodeJS.ProcessEn
     try {
       up = await api.upsertBucket(
         {
-          ...upsertInputFor(run),
+          ...upsertVariablesFor(run),
           project: opts.project ?? j.sync?.project ?? run.project,
-          entity: opts.entity ?? j.sync?.entity ?? run.entity ?? undefined,
+          entity: opts.entity ?? j.sync?.entity ?? run.entity,
         },
         timing.startAttempts,
       );

@@ -22,21 +22,22 @@ const CREATE_RUN_FILES = `mutation CreateRunFiles($entity: String!, $project: St
   }
 }`;
 
-export interface UpsertInput {
-  runId: string;
+/** UpsertBucket's variables as wandb-core sends them (§2.2): `name` is the run id, null leaves a field unset. */
+export interface UpsertVariables {
+  name: string;
   project: string;
-  entity?: string;
-  displayName?: string;
-  notes?: string;
-  group?: string;
-  jobType?: string;
-  tags?: string[];
-  /** Already in W&B's `{key: {value}}` form, serialised. */
-  configJson?: string;
-  host?: string;
-  program?: string;
-  repo?: string;
-  commit?: string;
+  entity: string | null;
+  displayName: string | null;
+  notes: string | null;
+  groupName: string | null;
+  jobType: string | null;
+  tags: string[];
+  /** The config in W&B's `{key: {value}}` form, serialised. */
+  config: string;
+  host: string;
+  program: string;
+  repo: string | null;
+  commit: string | null;
 }
 
 export interface UpsertResult {
@@ -92,27 +93,12 @@ export class WandbApi {
   }
 
   /** Creates or updates the run. Bad key, missing entity or permission problems become UserErrors. */
-  async upsertBucket(input: UpsertInput, attempts: number, signal?: AbortSignal): Promise<UpsertResult> {
-    const variables = {
-      name: input.runId,
-      project: input.project,
-      entity: input.entity ?? null,
-      displayName: input.displayName ?? null,
-      notes: input.notes ?? null,
-      groupName: input.group ?? null,
-      jobType: input.jobType ?? null,
-      tags: input.tags ?? null,
-      config: input.configJson ?? null,
-      host: input.host ?? null,
-      program: input.program ?? null,
-      repo: input.repo ?? null,
-      commit: input.commit ?? null,
-    };
+  async upsertBucket(variables: UpsertVariables, attempts: number, signal?: AbortSignal): Promise<UpsertResult> {
     let data: { upsertBucket?: { bucket?: UpsertBucketReply } };
     try {
       data = (await this.graphql('UpsertBucket', UPSERT_BUCKET, variables, attempts, signal)) as typeof data;
     } catch (e) {
-      if (e instanceof FinalStatusError) throw this.upsertUserError(e, input);
+      if (e instanceof FinalStatusError) throw this.upsertUserError(e, variables);
       throw e;
     }
     const bucket = data.upsertBucket?.bucket;
@@ -211,7 +197,7 @@ export class WandbApi {
     return this.opts.reporter.redact(oneLine(`HTTP ${res.status}${text ? `: ${text}` : ''}`, 200));
   }
 
-  private upsertUserError(e: FinalStatusError, input: UpsertInput): UserError {
+  private upsertUserError(e: FinalStatusError, input: UpsertVariables): UserError {
     const where = `${input.entity ?? '(your default entity)'}/${input.project}`;
     if (e.status === 401) {
       return new UserError(
