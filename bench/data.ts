@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { generateDemoData } from '../src/data/demo.ts';
 import { openImageFolder } from '../src/data/folder.ts';
 import { simulateParticles } from '../src/data/particles.ts';
-import { createRng } from '../src/data/rng.ts';
+import { createRng } from '../src/rng.ts';
 import { openSimulator } from '../src/data/simulator.ts';
 import type { BatchSource } from '../src/training/types.ts';
 

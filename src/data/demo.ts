@@ -18,7 +18,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { UserError } from '../errors.ts';
 import { DEMO_TARGET_OPTICS, PARTICLE_OUTPUT_NAMES, SOURCE_OPTICS, type Optics } from './particles.ts';
-import type { Seed } from './rng.ts';
+import type { Seed } from '../rng.ts';
 import { openSimulator } from './simulator.ts';
 
 export interface DemoDataOptions {

@@ -13,7 +13,7 @@ import { UserError } from '../errors.ts';
 import { DEFAULT_MAX_INPUT_PIXELS, IMAGE_EXTENSIONS, decodeImage, decodeResized, isImageFileName, pixelsToChw, readImageHeader, type ImageHeader, type ResizedPixels } from './decode.ts';
 import { readLabelsCsv, type LabelTable } from './labels.ts';
 import { NO_NORMALIZATION, normalizeInPlace, type Normalization } from './normalization.ts';
-import { createRng, type Rng, type Seed } from './rng.ts';
+import { createRng, type Rng, type Seed } from '../rng.ts';
 
 export interface ScannedImage extends ImageHeader {
   /** Path as opened (image folder joined with name). */

@@ -28,7 +28,7 @@ import { UserError } from '../errors.ts';
 import { decodeImage } from './decode.ts';
 import { NO_NORMALIZATION, normalizeInPlace, type Normalization } from './normalization.ts';
 import { PARTICLE_OUTPUT_NAMES, SOURCE_OPTICS, simulateParticles, type Optics } from './particles.ts';
-import { createRng, type Rng, type Seed } from './rng.ts';
+import { createRng, type Rng, type Seed } from '../rng.ts';
 
 export type SimulatorSpec =
   | { kind: 'particles'; optics?: Optics }

@@ -10,10 +10,10 @@ import { stat } from 'node:fs/promises';
 import { UserError } from '../errors.ts';
 import { openImageFolder, openLabelledFolder, type FolderSource, type ImageFolderOptions } from './folder.ts';
 import type { Normalization } from './normalization.ts';
-import type { Seed } from './rng.ts';
+import type { Seed } from '../rng.ts';
 import { openSimulator, simulatorSpec, type SimulatorSource } from './simulator.ts';
 
-export { createRng, Rng, type Seed } from './rng.ts';
+export { createRng, Rng, type Seed } from '../rng.ts';
 export {
   IMAGENET_NORMALIZATION,
   NO_NORMALIZATION,

@@ -19,7 +19,7 @@
  * depth-dependent point-spread function: σ_psf(z) = σ0 + k·z. The total light of a particle is
  * conserved when it defocuses, so a deeper particle is wider and dimmer, as in a real microscope.
  */
-import type { Rng } from './rng.ts';
+import type { Rng } from '../rng.ts';
 
 export const PARTICLE_OUTPUT_NAMES = ['num_particles', 'planar_dist', 'depth_dist'];
 

@@ -13,7 +13,7 @@ import { UserError } from '../errors.ts';
 import { createGenerator, type GeneratorConfig, type RenderedChunk, type SampleGenerator, type SimulatorSpec } from './generator.ts';
 import { NO_NORMALIZATION, type Normalization } from './normalization.ts';
 import { PARTICLE_LABEL_RANGES } from './particles.ts';
-import type { Seed } from './rng.ts';
+import type { Seed } from '../rng.ts';
 
 export const MODULE_EXTENSIONS = ['.mjs', '.js', '.cjs', '.ts', '.mts'];
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRng } from '../../src/data/rng.ts';
+import { createRng } from '../../src/rng.ts';
 import {
   PARTICLE_LABEL_RANGES,
   SOURCE_OPTICS,

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRng } from '../../src/data/rng.ts';
+import { createRng } from '../../src/rng.ts';
 
 const draws = (r: ReturnType<typeof createRng>, n = 8) => Array.from({ length: n }, () => r.uint32());
 

@@ -7,7 +7,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { openSource } from '../../src/data/index.ts';
 import { IMAGENET_NORMALIZATION, normalizeInPlace } from '../../src/data/normalization.ts';
-import { createRng } from '../../src/data/rng.ts';
+import { createRng } from '../../src/rng.ts';
 import { openSimulator, simulatorSpec, type SimulatorSource } from '../../src/data/simulator.ts';
 import { simulateParticles } from '../../src/data/particles.ts';
 import { tempDirs } from './helpers.ts';

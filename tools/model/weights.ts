@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRng } from '../../src/data/rng.ts';
+import { createRng } from '../../src/rng.ts';
 import { UserError } from '../../src/errors.ts';
 import { downloadOnce } from '../../src/io/download.ts';
 import { readSafetensors } from '../../src/io/safetensors.ts';
