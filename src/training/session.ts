@@ -1,0 +1,420 @@
+/**
+ * TrainingSession: the surface of ONNX Runtime's training API (create, runTrainStep,
+ * runOptimizerStep, lazyResetGrad, runEvalStep, getParametersSize, getContiguousParameters,
+ * loadParametersBuffer, release) over ordinary InferenceSessions running the compiled artifacts,
+ * plus what that API lacked: per-group hyper-parameters, freeze/unfreeze, checkpoints.
+ *
+ * Parameters live in one contiguous Float32Array (manifest order) on shared memory, so the optimizer
+ * workers update them in place. onnxruntime-node refuses SharedArrayBuffer inputs, so the graphs read
+ * a plain mirror, refreshed with one memcpy after the parameters change; graph inputs are views into it.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { UserError } from '../errors.ts';
+import { writeDirAtomic } from '../io/atomic.ts';
+import { encodeSafetensors, readSafetensors } from '../io/safetensors.ts';
+import { type Tensor, toFloat32 } from '../io/tensor.ts';
+import { type Manifest, type ModelSpec, readManifest } from '../onnx/manifest.ts';
+import { createRng, type Rng } from '../rng.ts';
+import { AdamStepper, type AdamTensor, sharedFloat32Array } from './adam.ts';
+import { trainableMask } from './param-groups.ts';
+import { ADAM_DEFAULTS, DEFAULT_MOMS } from './schedules.ts';
+import type { GroupHyper } from './types.ts';
+
+export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
+
+export interface SessionOptions {
+  executionProvider?: ExecutionProvider;
+  /** Intra-op threads (default: all cores). */
+  threads?: number;
+  /** 'js': TypedArray Adam on worker threads; 'onnx': optimizer_model.onnx; 'auto': js on CPU, onnx elsewhere. */
+  optimizer?: 'js' | 'onnx' | 'auto';
+  /** Seed of the dropout-mask stream. */
+  seed?: number;
+  /** Worker threads of the JS optimizer (default 2; 0 = calling thread). */
+  adamWorkers?: number;
+}
+
+export interface CheckpointPaths {
+  /** Artifacts directory holding manifest.json, or an explicit manifest. */
+  artifacts: string;
+  /** Model state_dict safetensors; default the artifacts' initial checkpoint. */
+  checkpointState?: string;
+  trainModel?: string;
+  evalModel?: string;
+  optimizerModel?: string;
+}
+
+/** One combined batch: source rows first, then target rows. */
+export interface TrainBatch {
+  images: Float32Array;
+  count: number;
+  nSource: number;
+  /** [nSource, K] (regression) or [nSource] class indices (classification). */
+  labels: Float32Array;
+  alpha: number;
+  lambdaDomain: number;
+  /** Keep-masks by input name; drawn from the session's seeded stream when absent. */
+  dropoutMasks?: Record<string, Float32Array>;
+}
+
+export interface EvalBatch {
+  images: Float32Array;
+  count: number;
+  nSource: number;
+  labels: Float32Array;
+  lambdaDomain: number;
+}
+
+export interface StepLosses {
+  loss: number;
+  regressionLoss: number;
+  domainLoss: number;
+}
+
+export interface EvalResult extends StepLosses {
+  /** [count, K] */
+  prediction: Float32Array;
+  /** [count] */
+  domainLogit: Float32Array;
+}
+
+/** Trainer counters stored beside the weights in a checkpoint. */
+export type TrainerState = Record<string, unknown>;
+
+const CUDA_INSTALL_HINT = 'reinstall with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a connected Linux x64 machine with CUDA 12, or use --ep cpu';
+
+function sessionOptions(ep: ExecutionProvider, threads: number | undefined): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: ep === 'cpu' ? ['cpu'] : [ep, 'cpu'],
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+    // Several sessions take turns; spinning idle pool threads would steal the cores (measured 3× slower).
+    extra: { session: { 'intra_op.allow_spinning': '0' } },
+  } as ort.InferenceSession.SessionOptions;
+}
+
+async function openSession(file: string, ep: ExecutionProvider, threads: number | undefined): Promise<ort.InferenceSession> {
+  if (!existsSync(file)) throw new UserError(`${file} is missing; rebuild the artifacts with \`npm run build-artifacts\``);
+  try {
+    return await ort.InferenceSession.create(file, sessionOptions(ep, threads));
+  } catch (e) {
+    const message = (e as Error).message ?? String(e);
+    if (ep === 'cuda' && /cuda|provider|libonnxruntime_providers/i.test(message)) throw new UserError(`--ep cuda: the CUDA execution provider is not installed in onnxruntime-node; ${CUDA_INSTALL_HINT}`);
+    if (ep !== 'cpu' && /backend|provider|not (found|supported|available)/i.test(message)) throw new UserError(`--ep ${ep}: this onnxruntime-node build cannot use ${ep} (${message.split('\n')[0]}); use --ep cpu`);
+    throw new UserError(`${file} cannot be loaded by ONNX Runtime (${message.split('\n')[0]}); rebuild the artifacts with \`npm run build-artifacts\``);
+  }
+}
+
+export class TrainingSession {
+  readonly manifest: Manifest;
+  /** All parameters, back to back in manifest order (shared memory for the optimizer workers). */
+  readonly parameters: Float32Array;
+  readonly gradients: Float32Array;
+  /** BatchNorm running statistics and counters, by state_dict name. */
+  readonly buffers = new Map<string, Float32Array>();
+  readonly counters = new Map<string, bigint>();
+  readonly tensors: AdamTensor[];
+  private trainable: boolean[];
+  private accumulate = false;
+  private readonly adam: AdamStepper;
+  /** Plain-memory copy of `parameters` that ORT reads; refreshed when `mirrorStale`. */
+  private readonly mirror: Float32Array;
+  private mirrorStale = true;
+  private readonly views = new Map<string, Float32Array>();
+  private readonly feedViews = new Map<string, Float32Array>();
+  private maskStream: Rng;
+  private trainStep = 0;
+
+  private constructor(
+    manifest: Manifest,
+    private readonly train: ort.InferenceSession,
+    private readonly evaluate: ort.InferenceSession,
+    private readonly optimizerGraph: ort.InferenceSession | undefined,
+    private readonly useOnnxOptimizer: boolean,
+    options: SessionOptions,
+  ) {
+    this.manifest = manifest;
+    let offset = 0;
+    this.tensors = manifest.parameters.map((p) => {
+      const size = p.shape.reduce((a, b) => a * b, 1);
+      const t = { name: p.name, offset, size, group: p.group, decay: p.decay };
+      offset += size;
+      return t;
+    });
+    this.parameters = sharedFloat32Array(offset);
+    this.gradients = sharedFloat32Array(offset);
+    this.mirror = new Float32Array(offset);
+    for (const t of this.tensors) {
+      this.views.set(t.name, this.parameters.subarray(t.offset, t.offset + t.size));
+      this.feedViews.set(t.name, this.mirror.subarray(t.offset, t.offset + t.size));
+    }
+    this.trainable = manifest.parameters.map(() => true);
+    this.adam = new AdamStepper({ params: this.parameters, grads: this.gradients, tensors: this.tensors, workers: useOnnxOptimizer ? 0 : options.adamWorkers ?? 2 });
+    this.maskStream = createRng(options.seed ?? 0).fork('dropout');
+  }
+
+  /** ORT's `TrainingSession.create`, with the artifacts' manifest naming every input and output. */
+  static async create(paths: CheckpointPaths, options: SessionOptions = {}): Promise<TrainingSession> {
+    const manifest = readManifest(paths.artifacts);
+    const ep = options.executionProvider ?? 'cpu';
+    const file = (spec: ModelSpec, override?: string) => override ?? join(paths.artifacts, spec.file);
+    const useOnnx = options.optimizer === 'onnx' || (options.optimizer !== 'js' && ep !== 'cpu');
+    const train = await openSession(file(manifest.models.training, paths.trainModel), ep, options.threads);
+    const evaluate = await openSession(file(manifest.models.eval, paths.evalModel), ep, options.threads);
+    const optimizer = useOnnx ? await openSession(file(manifest.models.optimizer, paths.optimizerModel), ep, options.threads) : undefined;
+    const session = new TrainingSession(manifest, train, evaluate, optimizer, useOnnx, options);
+    await session.loadCheckpoint(paths.checkpointState ?? join(paths.artifacts, manifest.checkpoint));
+    return session;
+  }
+
+  static fromArtifacts(dir: string, options: SessionOptions = {}): Promise<TrainingSession> {
+    return TrainingSession.create({ artifacts: dir }, options);
+  }
+
+  get groupCount(): number {
+    return this.manifest.groups.length;
+  }
+
+  getParametersSize(trainableOnly = false): number {
+    return this.tensors.reduce((n, t, k) => n + (!trainableOnly || this.trainable[k] ? t.size : 0), 0);
+  }
+
+  /** The live contiguous parameter buffer (a view, not a copy). */
+  getContiguousParameters(): Float32Array {
+    return this.parameters;
+  }
+
+  loadParametersBuffer(buffer: Float32Array): void {
+    if (buffer.length !== this.parameters.length) throw new UserError(`parameter buffer has ${buffer.length} values; this model has ${this.parameters.length}`);
+    this.parameters.set(buffer);
+    this.mirrorStale = true;
+  }
+
+  /** Named views into the parameter buffer (for histograms and export). */
+  parameterViews(): Map<string, Float32Array> {
+    return this.views;
+  }
+
+  gradientViews(): Map<string, Float32Array> {
+    return new Map(this.tensors.map((t) => [t.name, this.gradients.subarray(t.offset, t.offset + t.size)]));
+  }
+
+  /** fastai `freeze_to(n)`: groups before n frozen except BatchNorm parameters (train_bn). */
+  freezeTo(n: number): void {
+    this.trainable = trainableMask(this.manifest.parameters, n, this.groupCount, true);
+  }
+
+  unfreeze(): void {
+    this.freezeTo(0);
+  }
+
+  isTrainable(name: string): boolean {
+    return this.trainable[this.tensors.findIndex((t) => t.name === name)];
+  }
+
+  resetOptimizerState(): void {
+    this.adam.resetState();
+  }
+
+  /** Constant hyper-parameters for every group (fastai's defaults with this lr), for simple loops and benches. */
+  hypersFor(lr: number | number[]): GroupHyper[] {
+    return this.manifest.groups.map((_, g) => ({
+      lr: Array.isArray(lr) ? lr[g] : lr, mom: DEFAULT_MOMS[0], sqrMom: ADAM_DEFAULTS.sqrMom, eps: ADAM_DEFAULTS.eps, wd: ADAM_DEFAULTS.wd,
+    }));
+  }
+
+  private modelFeeds(spec: ModelSpec): Record<string, ort.Tensor> {
+    if (this.mirrorStale) {
+      this.mirror.set(this.parameters);
+      this.mirrorStale = false;
+    }
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const input of spec.inputs) {
+      if (input.role === 'param') feeds[input.name] = new ort.Tensor('float32', this.feedViews.get(input.name)!, input.shape as number[]);
+      else if (input.role === 'buffer') feeds[input.name] = new ort.Tensor('float32', this.buffers.get(input.name)!, input.shape as number[]);
+    }
+    return feeds;
+  }
+
+  private batchFeeds(b: { images: Float32Array; count: number; nSource: number; labels: Float32Array; lambdaDomain: number }, feeds: Record<string, ort.Tensor>): void {
+    const size = this.manifest.config.imageSize;
+    if (b.images.length !== b.count * 3 * size * size) throw new UserError(`batch images hold ${b.images.length} values; ${b.count} images of 3×${size}×${size} need ${b.count * 3 * size * size} (are the artifacts built for another --image-size?)`);
+    if (!(b.nSource >= 0 && b.nSource <= b.count)) throw new Error(`internal: nSource ${b.nSource} outside [0, ${b.count}]`);
+    const K = this.manifest.config.outputs.length;
+    const classification = this.manifest.config.task === 'classification';
+    const labelShape = classification ? [b.nSource] : [b.nSource, K];
+    if (b.labels.length !== b.nSource * (classification ? 1 : K)) throw new Error(`internal: ${b.labels.length} label values for ${b.nSource} source rows`);
+    feeds.images = new ort.Tensor('float32', b.images, [b.count, 3, size, size]);
+    feeds.labels = new ort.Tensor('float32', b.labels, labelShape);
+    feeds.n_source = new ort.Tensor('int64', BigInt64Array.from([BigInt(b.nSource)]), [1]);
+    feeds.lambda_domain = new ort.Tensor('float32', Float32Array.from([b.lambdaDomain]), []);
+  }
+
+  /** Forward, losses and backward on one combined batch; gradients land in `gradients` (accumulated until lazyResetGrad). */
+  async runTrainStep(batch: TrainBatch): Promise<StepLosses> {
+    const spec = this.manifest.models.training;
+    const feeds = this.modelFeeds(spec);
+    this.batchFeeds(batch, feeds);
+    feeds.alpha = new ort.Tensor('float32', Float32Array.from([batch.alpha]), []);
+    const stream = this.maskStream.at(this.trainStep);
+    for (const input of spec.inputs.filter((i) => i.role === 'dropout_mask')) {
+      const rows = input.dropout!.rows === 'source' ? batch.nSource : batch.count;
+      const width = input.shape[1] as number;
+      let mask = batch.dropoutMasks?.[input.name];
+      if (!mask) {
+        mask = new Float32Array(rows * width);
+        const threshold = Math.floor(input.dropout!.p * 4294967296);
+        const draw = stream.fork(input.name);
+        for (let k = 0; k < mask.length; k++) mask[k] = draw.uint32() < threshold ? 0 : 1;
+      }
+      feeds[input.name] = new ort.Tensor('float32', mask, [rows, width]);
+    }
+    const out = await this.train.run(feeds);
+    const accumulate = this.accumulate;
+    for (const o of spec.outputs) {
+      if (o.role === 'grad') {
+        const t = this.tensors[this.tensors.findIndex((x) => x.name === o.of)];
+        const g = out[o.name].data as Float32Array;
+        const dest = this.gradients.subarray(t.offset, t.offset + t.size);
+        if (accumulate) for (let k = 0; k < g.length; k++) dest[k] += g[k];
+        else dest.set(g);
+      } else if (o.role === 'buffer_update') {
+        this.buffers.get(o.of!)!.set(out[o.name].data as Float32Array);
+      }
+    }
+    for (const [name, n] of this.counters) this.counters.set(name, n + 1n);
+    this.accumulate = true;
+    this.trainStep++;
+    const scalar = (name: string) => (out[name].data as Float32Array)[0];
+    return { loss: scalar('loss'), regressionLoss: scalar('regression_loss'), domainLoss: scalar('domain_loss') };
+  }
+
+  /** ORT's lazyResetGrad: the next train step overwrites the gradients instead of adding to them. */
+  lazyResetGrad(): void {
+    this.accumulate = false;
+  }
+
+  /** One fastai Adam step of the trainable parameters with per-group hyper-parameters. */
+  async runOptimizerStep(hypers: readonly GroupHyper[]): Promise<void> {
+    if (hypers.length !== this.groupCount) throw new Error(`internal: ${hypers.length} hyper sets for ${this.groupCount} groups`);
+    this.mirrorStale = true;
+    if (!this.useOnnxOptimizer) {
+      await this.adam.step(hypers, this.trainable);
+      return;
+    }
+    // The ONNX path runs optimizer_model.onnx per tensor (state shared with the JS path's buffers).
+    const scalar = (v: number) => new ort.Tensor('float32', Float32Array.from([v]), []);
+    const { expAvg, expAvgSq, steps } = this.adam;
+    for (let k = 0; k < this.tensors.length; k++) {
+      if (!this.trainable[k]) continue;
+      const t = this.tensors[k];
+      const h = hypers[t.group];
+      steps[k] += 1;
+      // Inputs must not live on shared memory: slice() copies the tensor's range into plain memory.
+      const range = (a: Float32Array) => new ort.Tensor('float32', a.slice(t.offset, t.offset + t.size), [t.size]);
+      const out = await this.optimizerGraph!.run({
+        param: range(this.parameters), grad: range(this.gradients), exp_avg: range(expAvg), exp_avg_sq: range(expAvgSq),
+        lr: scalar(h.lr), mom: scalar(h.mom), sqr_mom: scalar(h.sqrMom), eps: scalar(h.eps), wd: scalar(t.decay ? h.wd : 0), step: scalar(steps[k]),
+      });
+      this.parameters.set(out['param.out'].data as Float32Array, t.offset);
+      expAvg.set(out['exp_avg.out'].data as Float32Array, t.offset);
+      expAvgSq.set(out['exp_avg_sq.out'].data as Float32Array, t.offset);
+    }
+  }
+
+  /** Eval-mode forward (running BatchNorm statistics, no dropout) with losses on the source rows. */
+  async runEvalStep(batch: EvalBatch): Promise<EvalResult> {
+    const spec = this.manifest.models.eval;
+    const feeds = this.modelFeeds(spec);
+    this.batchFeeds(batch, feeds);
+    const out = await this.evaluate.run(feeds);
+    const scalar = (name: string) => (out[name].data as Float32Array)[0];
+    return {
+      loss: scalar('loss'), regressionLoss: scalar('regression_loss'), domainLoss: scalar('domain_loss'),
+      prediction: out.prediction.data as Float32Array, domainLogit: out.domain_logit.data as Float32Array,
+    };
+  }
+
+  /** The state_dict (PyTorch names): parameters, running statistics and num_batches_tracked. */
+  stateDict(): Map<string, Tensor> {
+    const state = new Map<string, Tensor>();
+    for (const p of this.manifest.parameters) state.set(p.name, { dtype: 'F32', shape: p.shape, data: this.views.get(p.name)! });
+    for (const b of this.manifest.buffers) {
+      if (b.dtype === 'int64') state.set(b.name, { dtype: 'I64', shape: [], data: BigInt64Array.from([this.counters.get(b.name) ?? 0n]) });
+      else state.set(b.name, { dtype: 'F32', shape: b.shape, data: this.buffers.get(b.name)! });
+    }
+    return state;
+  }
+
+  /**
+   * Loads a state_dict safetensors (model only), or a checkpoint directory written by saveCheckpoint
+   * (model, optimizer state, trainer state); returns the trainer state when present.
+   */
+  async loadCheckpoint(path: string): Promise<TrainerState | undefined> {
+    const dir = existsSync(join(path, 'model.safetensors')) ? path : undefined;
+    const modelFile = dir ? join(dir, 'model.safetensors') : path;
+    if (!existsSync(modelFile)) throw new UserError(`${modelFile} does not exist; give a checkpoint directory or a .safetensors state dict`);
+    const { tensors } = await readSafetensors(modelFile);
+    const expected = [...this.manifest.parameters.map((p) => p.name), ...this.manifest.buffers.map((b) => b.name)];
+    const missing = expected.filter((n) => !tensors.has(n));
+    if (missing.length > 0) throw new UserError(`${modelFile} lacks ${missing.length} tensors of this model (e.g. ${missing[0]}); was it saved for other artifacts?`);
+    for (const p of this.manifest.parameters) {
+      const t = tensors.get(p.name)!;
+      if (t.shape.join() !== p.shape.join()) throw new UserError(`${modelFile}: ${p.name} has shape [${t.shape}], the artifacts need [${p.shape}]; use the checkpoint of the same model`);
+      this.views.get(p.name)!.set(toFloat32(t));
+    }
+    this.mirrorStale = true;
+    for (const b of this.manifest.buffers) {
+      const t = tensors.get(b.name)!;
+      if (b.dtype === 'int64') this.counters.set(b.name, BigInt((t.data as BigInt64Array)[0] ?? 0n));
+      else this.buffers.set(b.name, Float32Array.from(toFloat32(t)));
+    }
+    if (!dir) return undefined;
+    const optimizer = (await readSafetensors(join(dir, 'optimizer.safetensors'))).tensors;
+    const steps = new Float64Array(this.tensors.length);
+    const expAvg = new Float32Array(this.parameters.length);
+    const expAvgSq = new Float32Array(this.parameters.length);
+    this.tensors.forEach((t, k) => {
+      expAvg.set(toFloat32(optimizer.get(`${t.name}.exp_avg`)!), t.offset);
+      expAvgSq.set(toFloat32(optimizer.get(`${t.name}.exp_avg_sq`)!), t.offset);
+      steps[k] = Number((optimizer.get(`${t.name}.step`)!.data as Float64Array)[0]);
+    });
+    this.adam.loadState({ expAvg, expAvgSq, steps });
+    const trainer = JSON.parse((await readSafetensors(join(dir, 'optimizer.safetensors'))).metadata.trainer ?? '{}') as TrainerState;
+    const trainableNames = new Set(trainer.trainable as string[] | undefined ?? this.tensors.map((t) => t.name));
+    this.trainable = this.tensors.map((t) => trainableNames.has(t.name));
+    this.trainStep = Number(trainer.sessionStep ?? 0);
+    return trainer;
+  }
+
+  /**
+   * Writes a checkpoint directory atomically: model.safetensors (loads into the PyTorch module with
+   * strict=True), optimizer.safetensors (Adam moments and step counts, the trainer state as metadata).
+   */
+  async saveCheckpoint(dir: string, trainer: TrainerState = {}): Promise<void> {
+    const { expAvg, expAvgSq, steps } = this.adam;
+    const optimizer = new Map<string, Tensor>();
+    this.tensors.forEach((t, k) => {
+      optimizer.set(`${t.name}.exp_avg`, { dtype: 'F32', shape: [t.size], data: expAvg.subarray(t.offset, t.offset + t.size) });
+      optimizer.set(`${t.name}.exp_avg_sq`, { dtype: 'F32', shape: [t.size], data: expAvgSq.subarray(t.offset, t.offset + t.size) });
+      optimizer.set(`${t.name}.step`, { dtype: 'F64', shape: [], data: Float64Array.from([steps[k]]) });
+    });
+    const meta = {
+      trainer: JSON.stringify({ ...trainer, sessionStep: this.trainStep, trainable: this.tensors.filter((_, k) => this.trainable[k]).map((t) => t.name) }),
+    };
+    await writeDirAtomic(dir, {
+      'model.safetensors': encodeSafetensors(this.stateDict(), { format: 'pt' }),
+      'optimizer.safetensors': encodeSafetensors(optimizer, meta),
+    });
+  }
+
+  async release(): Promise<void> {
+    await this.adam.close();
+    await this.train.release();
+    await this.evaluate.release();
+    await this.optimizerGraph?.release();
+  }
+}

@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { TrainingSession } from '../../src/training/session.ts';
+import { buildArtifacts } from '../../tools/build-artifacts.ts';
+import { makeConfig } from '../../tools/model/config.ts';
+import { randn, rng } from '../helpers/gradcheck.ts';
+import { PY_SAFETENSORS, runPythonFile } from '../io/python.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'ort-dann-session-'));
+const artifacts = join(root, 'artifacts');
+after(() => rmSync(root, { recursive: true, force: true }));
+before(async () => {
+  await buildArtifacts({ config: makeConfig({ imageSize: 128, backbone: 'resnet18' }), out: artifacts, weights: 'none', weightsCache: root, seed: 1 });
+});
+
+function batch(seed: number, ns = 3, nt = 2) {
+  const rand = rng(seed);
+  const n = ns + nt;
+  return { images: Float32Array.from({ length: n * 3 * 128 * 128 }, () => rand()), count: n, nSource: ns, labels: randn(ns * 3, rand), alpha: 0.5, lambdaDomain: 0.1 };
+}
+
+test('the JS and ONNX optimizer paths give the same parameters from the same gradients', async () => {
+  const js = await TrainingSession.fromArtifacts(artifacts, { optimizer: 'js', threads: 2 });
+  const onnx = await TrainingSession.fromArtifacts(artifacts, { optimizer: 'onnx', threads: 2 });
+  try {
+    js.lazyResetGrad();
+    await js.runTrainStep(batch(0));
+    // Same gradients into both: re-running the forward would let 1-ulp differences grow through Adam's
+    // normalisation of near-zero gradients, which says nothing about the two update paths.
+    onnx.gradients.set(js.gradients);
+    js.freezeTo(1);
+    onnx.freezeTo(1);
+    for (let step = 0; step < 3; step++) {
+      for (const s of [js, onnx]) await s.runOptimizerStep(s.hypersFor([1e-4, 2e-4, 1e-3, 1e-3, 3e-3].slice(0, s.groupCount)));
+    }
+    const a = js.getContiguousParameters();
+    const b = onnx.getContiguousParameters();
+    let worst = 0;
+    for (let k = 0; k < a.length; k++) worst = Math.max(worst, Math.abs(a[k] - b[k]));
+    assert.ok(worst < 1e-6, `JS and ONNX optimizer differ by ${worst}`);
+  } finally {
+    await js.release();
+    await onnx.release();
+  }
+});
+
+test('gradients accumulate until lazyResetGrad, like ORT training', async () => {
+  const s = await TrainingSession.fromArtifacts(artifacts, { threads: 2 });
+  try {
+    const fixed = { label_dropout_mask: new Float32Array(3 * 256).fill(1), domain_dropout_mask: new Float32Array(5 * 256).fill(1) };
+    s.lazyResetGrad();
+    await s.runTrainStep({ ...batch(7), dropoutMasks: fixed });
+    const once = Float32Array.from(s.gradients);
+    // Running statistics move between the two steps but do not enter a training-mode forward.
+    await s.runTrainStep({ ...batch(7), dropoutMasks: fixed });
+    for (let k = 0; k < once.length; k += 997) assert.ok(Math.abs(s.gradients[k] - 2 * once[k]) <= 1e-5 * (Math.abs(once[k]) + 1e-6));
+    s.lazyResetGrad();
+    await s.runTrainStep({ ...batch(7), dropoutMasks: fixed });
+    for (let k = 0; k < once.length; k += 997) assert.equal(s.gradients[k], once[k]);
+  } finally {
+    await s.release();
+  }
+});
+
+test('freezing keeps the body fixed except BatchNorm, and a checkpoint round-trips (also into PyTorch, strict)', async () => {
+  const s = await TrainingSession.fromArtifacts(artifacts, { threads: 2 });
+  try {
+    s.freezeTo(1);
+    const before = Float32Array.from(s.getContiguousParameters());
+    s.lazyResetGrad();
+    await s.runTrainStep(batch(3));
+    await s.runOptimizerStep(s.hypersFor(1e-3));
+    for (const t of s.tensors) {
+      const changed = s.getContiguousParameters().subarray(t.offset, t.offset + t.size).some((v, k) => v !== before[t.offset + k]);
+      const spec = s.manifest.parameters.find((p) => p.name === t.name)!;
+      const shouldChange = spec.group >= 1 || spec.isBatchNorm;
+      assert.equal(changed, shouldChange, `${t.name} ${shouldChange ? 'should' : 'should not'} change while frozen`);
+    }
+    const dir = join(root, 'ckpt');
+    await s.saveCheckpoint(dir, { epoch: 3 });
+    const again = await TrainingSession.create({ artifacts, checkpointState: dir }, { threads: 2 });
+    try {
+      assert.deepEqual(again.getContiguousParameters(), s.getContiguousParameters());
+      assert.equal(again.isTrainable('feature_extractor.resnet_layers.0.weight'), false);
+      assert.deepEqual(again.counters, s.counters);
+      assert.equal([...s.counters.values()][0], 1n);
+    } finally {
+      await again.release();
+    }
+    const codec = join(root, 'codec.py');
+    writeFileSync(codec, PY_SAFETENSORS);
+    const script = join(root, 'load.py');
+    writeFileSync(script, `
+import sys, torch, torchvision, torch.nn as nn
+exec(open(sys.argv[2]).read())
+class FE(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.resnet_layers = nn.Sequential(*list(torchvision.models.resnet18().children())[:-2])
+        self.additional_layers = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(512, 512, 4, 2, 1), nn.BatchNorm2d(512), nn.ReLU())
+class D(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.feature_extractor = FE()
+        self.label_predictor = nn.Module(); self.label_predictor.regressor = nn.Sequential(nn.Flatten(), nn.Linear(512, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 3))
+        self.domain_classifier = nn.Module(); self.domain_classifier.classifier = nn.Sequential(nn.Flatten(), nn.Linear(512, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 1))
+state, _, _ = read_st(sys.argv[1])
+D().load_state_dict(state, strict=True)
+print('ok', int(state['feature_extractor.resnet_layers.1.num_batches_tracked']))
+`);
+    assert.equal(runPythonFile(script, [join(dir, 'model.safetensors'), codec]).trim(), 'ok 1');
+  } finally {
+    await s.release();
+  }
+});
