@@ -1,0 +1,52 @@
+/**
+ * `npm run bench -- <train-step | data | export | adam> [options]`: one entry point for the benches.
+ * Each bench is imported only when chosen, so a machine that runs one (e.g. the GPU check, which
+ * carries no sharp) needs only that one's dependencies.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { UserError } from '../src/errors.ts';
+
+const USAGE = `usage: npm run bench -- <command> [options]
+  train-step  train-step throughput vs PyTorch: [--image-size 128 --batch 16+16]... [--steps 5] [--warmup 2]
+              [--threads N] [--peer torch] [--json] [--ep cpu|cuda|webgpu]
+  data        data-pipeline throughput (simulator, folder decode) vs a training step's consumption
+  export      exported inference model vs torch.onnx.export, both run by ORT
+  adam        fastai Adam step over 25.76 M parameters, calling thread and workers [repeats]`;
+
+async function main(command: string | undefined, argv: string[]): Promise<void> {
+  switch (command) {
+    case 'train-step':
+      await (await import('./train-step.ts')).benchTrainStep(argv);
+      return;
+    case '__train-step-ours': // our side of train-step, in its own process (bench/lib/child.ts)
+      await (await import('./lib/ours.ts')).oursTrainStep(argv);
+      return;
+    case 'data':
+      await (await import('./data.ts')).benchData(argv);
+      return;
+    case 'export': {
+      const url = new URL('./export.ts', import.meta.url);
+      if (!existsSync(fileURLToPath(url))) throw new UserError('bench export: bench/export.ts is not in this checkout yet');
+      const mod = (await import(url.href)) as { benchExport(argv: string[]): Promise<unknown> };
+      await mod.benchExport(argv);
+      return;
+    }
+    case 'adam':
+      // bench/adam.ts is a script that reads its repeat count from process.argv[2].
+      process.argv = [process.argv[0], fileURLToPath(new URL('./adam.ts', import.meta.url)), ...argv];
+      await import('./adam.ts');
+      return;
+    default:
+      console.error(USAGE);
+      process.exitCode = command === undefined || command === '--help' ? 0 : 2;
+  }
+}
+
+try {
+  await main(process.argv[2], process.argv.slice(3));
+} catch (e) {
+  if (!(e instanceof UserError)) throw e;
+  console.error(`bench: ${e.message}`);
+  process.exitCode = 1;
+}
