@@ -194,7 +194,7 @@ export class FolderSource implements BatchSource {
   private cacheBytesLeft: number;
   private readonly perms = new Map<number, Uint32Array>();
   private epoch = 0;
-  private position = 0;
+  private cursor = 0;
   private closed = false;
 
   constructor(scan: FolderScan, options: ImageFolderOptions) {
@@ -224,19 +224,19 @@ export class FolderSource implements BatchSource {
    */
   startEpoch(epoch: number): void {
     this.epoch = epoch;
-    this.position = 0;
+    this.cursor = 0;
     this.pending.clear();
     this.perms.clear();
   }
 
   /** Samples served since the last startEpoch; with seek, a resumed run continues where it stopped. */
-  get served(): number {
-    return this.position;
+  get position(): number {
+    return this.cursor;
   }
 
   seek(position: number): void {
     if (!Number.isSafeInteger(position) || position < 0) throw new RangeError(`seek: position must be a non-negative integer, got ${position}`);
-    this.position = position;
+    this.cursor = position;
     this.pending.clear();
   }
 
@@ -302,11 +302,11 @@ export class FolderSource implements BatchSource {
     const images = new Float32Array(count * plane);
     const labels = this.labelled ? new Float32Array(count * k) : undefined;
     const ids: string[] = [];
-    this.prefetch(this.position, count * (1 + this.prefetchBatches));
+    this.prefetch(this.cursor, count * (1 + this.prefetchBatches));
     let filled = 0;
     while (filled < count) {
       if (this.bad.size >= this.length) throw new UserError(`${this.name}: every image failed to decode; fix or replace them`);
-      const position = this.position++;
+      const position = this.cursor++;
       const index = this.indexAt(position);
       const pixels = await this.request(position);
       this.pending.delete(position);
@@ -316,7 +316,7 @@ export class FolderSource implements BatchSource {
       ids.push(this.scan.images[index].path);
       filled++;
     }
-    this.prefetch(this.position, count * this.prefetchBatches);
+    this.prefetch(this.cursor, count * this.prefetchBatches);
     normalizeInPlace(images, this.size, this.normalization, 0, count);
     return { images, count, size: this.size, labels, ids };
   }

@@ -88,7 +88,7 @@ const CUDA_INSTALL_HINT = 'reinstall with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm c
 function sessionOptions(ep: ExecutionProvider, threads: number | undefined): ort.InferenceSession.SessionOptions {
   return {
     executionProviders: ep === 'cpu' ? ['cpu'] : [ep, 'cpu'],
-    intraOpNumThreads: threads,
+    ...(threads === undefined ? {} : { intraOpNumThreads: threads }),
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     // Several sessions take turns; spinning idle pool threads would steal the cores (measured 3× slower).

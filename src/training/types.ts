@@ -30,6 +30,10 @@ export interface BatchSource {
   startEpoch(epoch: number): void;
   /** The next `count` samples; sources prefetch so this rarely waits. */
   nextBatch(count: number): Promise<ImageBatch>;
+  /** Samples served so far in the current pass or stream (saved in checkpoints). */
+  readonly position?: number;
+  /** Continues from a saved position, so a resumed run sees the same samples. */
+  seek?(position: number): void;
   close(): Promise<void>;
 }
 

@@ -48,7 +48,7 @@ test('target folder: every image once per pass, reshuffled per epoch, determinis
   again.startEpoch(1);
   again.seek(2); // a resumed run continues mid-epoch
   assert.deepEqual(await ids(again, 4), e1.slice(2));
-  assert.equal(again.served, 6);
+  assert.equal(again.position, 6);
   const other = await open(2);
   other.startEpoch(1);
   assert.notDeepEqual(await ids(other, 6), e1);

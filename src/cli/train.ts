@@ -1,0 +1,269 @@
+/**
+ * `ort-dann train`: wires data, artifacts, TrainingSession, the fit loop, W&B and export together.
+ * With no data flags it runs the built-in demo (128 px artifacts, generated demo domain shift).
+ */
+import { copyFile, mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { CommandModule, Options } from 'yargs';
+import pino from 'pino';
+import { ensureDemoData, normalizationFromName, openSource, openTarget, type Normalization, NORMALIZATION_NAMES } from '../data/index.ts';
+import { UserError } from '../errors.ts';
+import { exportInferenceModel } from '../export/export.ts';
+import { readManifest } from '../onnx/manifest.ts';
+import { createTracking, trackingFlags, trackingOptionsFromArgs } from '../tracking/index.ts';
+import { lrFind, plotLrFind } from '../training/lr-find.ts';
+import { fit, type ResumeState } from '../training/loop.ts';
+import { EpochProgress } from '../training/progress.ts';
+import { Recorder } from '../training/recorder.ts';
+import { fineTuneDannPlan } from '../training/schedules.ts';
+import { type ExecutionProvider, TrainingSession } from '../training/session.ts';
+import type { BatchSource } from '../training/types.ts';
+import { buildArtifacts } from '../../tools/build-artifacts.ts';
+import { makeConfig } from '../../tools/model/config.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
+import { defaultArtifactsDir } from './build-artifacts.ts';
+
+const num = (describe: string, extra: Partial<Options> = {}): Options => ({ type: 'number', describe, ...extra });
+
+export const trainFlags = {
+  artifacts: { type: 'string', describe: 'Artifacts directory from build-artifacts (default: built on demand for --image-size)' },
+  'image-size': num('Image size when artifacts are built on demand (default 256, or 128 for the demo)'),
+  'run-dir': { type: 'string', describe: 'Run directory (default runs/<run-name>)' },
+  'run-name': { type: 'string', describe: 'Run name (default: a timestamp)' },
+  epochs: num('Epochs after unfreezing (fine_tune_dann epochs; default 100, or 2 for the demo)'),
+  'freeze-epochs': num('Epochs with the ResNet body frozen first (BatchNorm stays trainable)', { default: 1 }),
+  'batch-size': num('Images per domain in each batch (the seed\'s batch_size; default 32, or 8 for the demo)'),
+  'source-size': num('Source samples per epoch (the seed\'s source_data_size; default 1000, or 160 for the demo)'),
+  'val-size': num('Validation samples per domain (the seed\'s validation_data_size; default 1000, or 64 for the demo)'),
+  lr: { type: 'string', default: '2e-3', describe: "Base learning rate of fine_tune_dann, or 'auto' to run lr_find first" },
+  'lr-mult': num('Ratio of the head to the body learning rate after unfreezing', { default: 100 }),
+  'lambda-domain': num('Weight of the domain loss', { default: 0.1 }),
+  domain: { type: 'boolean', default: true, describe: 'Train with the domain classifier and GRL; --no-domain trains the source-only baseline' },
+  monitor: { type: 'string', default: 'valid_loss', describe: 'Metric that picks the best checkpoint (e.g. valid_loss, target_rmse_num_particles, domain_accuracy)' },
+  'monitor-mode': { type: 'string', choices: ['min', 'max', 'auto'], default: 'auto', describe: 'Whether lower or higher is better (auto: max for accuracies, else min)' },
+  seed: num('Seed of data order, simulator and dropout masks', { default: 0 }),
+  resume: { type: 'boolean', default: false, describe: 'Continue the run in --run-dir from its latest checkpoint' },
+  ep: { type: 'string', choices: ['cpu', 'cuda', 'webgpu'], default: 'cpu', describe: 'ONNX Runtime execution provider' },
+  threads: num('Intra-op threads (default: all cores)'),
+  source: { type: 'string', default: 'particles', describe: "Labelled source: 'particles', a folder (images/ + labels.csv) or a simulator module (.mjs; runs its code)" },
+  'source-val': { type: 'string', describe: 'Labelled validation source (default: the --source simulator on its validation stream)' },
+  target: { type: 'string', describe: 'Folder of unlabelled target-domain images' },
+  'target-val': { type: 'string', describe: 'Folder of target validation images' },
+  'target-labels': { type: 'string', describe: 'CSV of --target-val labels, used only for evaluation (target_rmse_*)' },
+  normalization: { type: 'string', choices: [...NORMALIZATION_NAMES], default: 'none', describe: 'Input normalisation, recorded for export and predict' },
+  'skip-bad-images': { type: 'boolean', default: false, describe: 'Skip unreadable target images with a warning instead of stopping' },
+  'on-nan': { type: 'string', choices: ['stop', 'skip'], default: 'stop', describe: 'On a NaN/Inf loss or gradient: stop (keeping the last checkpoint) or skip the batch' },
+  'sim-workers': num('Worker threads for simulator sources (default: 1)'),
+  ...trackingFlags,
+  wandb: { ...trackingFlags.wandb, alias: 'wandb-mode' },
+} as const satisfies Record<string, Options>;
+
+type Args = Record<string, unknown> & { [K in keyof typeof trainFlags]?: unknown };
+
+function positive(name: string, value: unknown, integer = true): number {
+  const v = Number(value);
+  if (!Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) throw new UserError(`--${name} ${value}: must be a positive ${integer ? 'integer' : 'number'}`);
+  return v;
+}
+
+interface Resolved {
+  demo: boolean;
+  imageSize: number;
+  epochs: number;
+  freezeEpochs: number;
+  batchSize: number;
+  sourceSize: number;
+  valSize: number;
+  runName: string;
+  runDir: string;
+  normalization: Normalization;
+}
+
+function resolveArgs(a: Args): Resolved {
+  const demo = a.target === undefined;
+  if (demo && (a['target-val'] !== undefined || a['target-labels'] !== undefined)) throw new UserError('--target-val/--target-labels need --target (the unlabelled target training images)');
+  if (!demo && a['target-val'] === undefined) throw new UserError('--target-val: give a folder of target validation images (the seed validates on both domains)');
+  const freezeEpochs = Number(a['freeze-epochs']);
+  if (!Number.isInteger(freezeEpochs) || freezeEpochs < 0) throw new UserError(`--freeze-epochs ${a['freeze-epochs']}: must be 0 or a positive integer`);
+  const runName = (a['run-name'] as string | undefined) ?? new Date().toISOString().replace(/[:.]/g, '-').replace(/Z$/, '');
+  if (!/^[\w.-]+$/.test(runName)) throw new UserError(`--run-name ${runName}: use letters, digits, '.', '_' and '-' only`);
+  const r: Resolved = {
+    demo,
+    imageSize: positive('image-size', a['image-size'] ?? (demo ? 128 : 256)),
+    epochs: positive('epochs', a.epochs ?? (demo ? 2 : 100)),
+    freezeEpochs,
+    batchSize: positive('batch-size', a['batch-size'] ?? (demo ? 8 : 32)),
+    sourceSize: positive('source-size', a['source-size'] ?? (demo ? 160 : 1000)),
+    valSize: positive('val-size', a['val-size'] ?? (demo ? 64 : 1000)),
+    runName,
+    runDir: (a['run-dir'] as string | undefined) ?? join('runs', runName),
+    normalization: normalizationFromName(String(a.normalization)),
+  };
+  if (r.sourceSize < r.batchSize) throw new UserError(`--source-size ${r.sourceSize} is smaller than --batch-size ${r.batchSize}; an epoch needs at least one batch`);
+  if (r.valSize < r.batchSize) throw new UserError(`--val-size ${r.valSize} is smaller than --batch-size ${r.batchSize}; validation needs at least one batch`);
+  if (Number(a['lambda-domain']) < 0 || !Number.isFinite(Number(a['lambda-domain']))) throw new UserError(`--lambda-domain ${a['lambda-domain']}: must be a number ≥ 0`);
+  return r;
+}
+
+async function artifactsFor(a: Args, r: Resolved): Promise<string> {
+  if (a.artifacts) {
+    const dir = String(a.artifacts);
+    readManifest(dir);
+    return dir;
+  }
+  const config = makeConfig({ imageSize: r.imageSize });
+  const dir = defaultArtifactsDir(config.name, config.imageSize);
+  if (!existsSync(join(dir, 'manifest.json'))) {
+    process.stdout.write(`building artifacts for ${config.backbone} at ${config.imageSize} px into ${dir} (once)…\n`);
+    await buildArtifacts({ config, out: dir, weights: 'none', weightsCache: join('models', 'weights'), seed: 0 });
+  }
+  return dir;
+}
+
+export async function runTrain(a: Args): Promise<void> {
+  const r = resolveArgs(a);
+  const seed = Number(a.seed);
+  const artifacts = await artifactsFor(a, r);
+  const manifest = readManifest(artifacts);
+  const S = manifest.config.imageSize;
+  if (r.demo && a['image-size'] === undefined && S !== r.imageSize) r.imageSize = S;
+  const runDir = resolve(r.runDir);
+  const resumeFrom = join(runDir, 'latest');
+  if (a.resume && !existsSync(join(resumeFrom, 'model.safetensors'))) throw new UserError(`--resume: ${resumeFrom} holds no checkpoint; start without --resume or give the --run-dir of an earlier run`);
+  if (!a.resume && existsSync(join(resumeFrom, 'model.safetensors'))) throw new UserError(`--run-dir ${r.runDir} already holds a run; pass --resume to continue it or choose another --run-name`);
+  await mkdir(runDir, { recursive: true });
+  const log = pino({ level: 'info' }, pino.destination({ dest: join(runDir, 'train.log'), sync: false, mkdir: true }));
+
+  let target = a.target as string | undefined;
+  let targetVal = a['target-val'] as string | undefined;
+  let targetLabels = a['target-labels'] as string | undefined;
+  if (r.demo) {
+    const demoDir = join('data', `demo-${S}px`);
+    process.stdout.write(`demo: no --target given; using the built-in domain-shift demo in ${demoDir}\n`);
+    const demo = await ensureDemoData({ out: demoDir, size: S, seed: 0 });
+    target = demo.targetTrain;
+    targetVal = demo.targetVal;
+    targetLabels = demo.targetValLabels;
+  }
+  const noDomain = a.domain === false;
+  const common = { size: S, seed, normalization: r.normalization };
+  const simWorkers = a['sim-workers'] === undefined ? undefined : Number(a['sim-workers']);
+  const sources: BatchSource[] = [];
+  const track = <T extends BatchSource>(s: T) => { sources.push(s); return s; };
+  try {
+    const source = track(await openSource(String(a.source), { ...common, split: 'train', workers: simWorkers, skipBadImages: Boolean(a['skip-bad-images']) }));
+    const sourceVal = track(await openSource(String(a['source-val'] ?? a.source), { ...common, split: 'val', length: r.valSize, workers: simWorkers, label: a['source-val'] ? '--source-val' : '--source' }));
+    const targetSrc = noDomain ? undefined : track(await openTarget(target!, { ...common, split: 'train', skipBadImages: Boolean(a['skip-bad-images']) }));
+    const targetValSrc = track(await openTarget(targetVal!, { ...common, split: 'val', labelsCsv: targetLabels, skipBadImages: Boolean(a['skip-bad-images']) }));
+    const outputNames = manifest.config.outputs;
+    if (source.outputNames && manifest.config.task === 'regression' && source.outputNames.join() !== outputNames.join()) {
+      throw new UserError(`--source ${a.source}: its labels are ${source.outputNames.join(', ')} but the artifacts predict ${outputNames.join(', ')}; rebuild the artifacts with --outputs ${source.outputNames.join(',')}`);
+    }
+
+    const session = await TrainingSession.fromArtifacts(artifacts, { executionProvider: a.ep as ExecutionProvider, threads: a.threads === undefined ? undefined : Number(a.threads), seed });
+    try {
+      let resume: ResumeState | undefined;
+      if (a.resume) resume = (await session.loadCheckpoint(resumeFrom)) as unknown as ResumeState;
+      else await copyFile(join(artifacts, 'manifest.json'), join(runDir, 'manifest.json'));
+      const nIter = Math.floor(r.sourceSize / r.batchSize);
+      let baseLr: number;
+      if (a.lr === 'auto') {
+        baseLr = await findLr(session, source, targetSrc, r, runDir, Number(a['lambda-domain']), noDomain);
+      } else {
+        baseLr = Number(a.lr);
+        if (!(baseLr > 0)) throw new UserError(`--lr ${a.lr}: give a positive number such as 2e-3, or 'auto'`);
+      }
+      const plan = fineTuneDannPlan({ epochs: r.epochs, freezeEpochs: r.freezeEpochs, baseLr, lrMult: Number(a['lr-mult']), nGroups: session.groupCount, nIter });
+      const monitor = String(a.monitor);
+      const mode = a['monitor-mode'] === 'auto' ? (/accuracy/.test(monitor) ? 'max' : 'min') : (a['monitor-mode'] as 'min' | 'max');
+      const hyper = {
+        epochs: r.epochs, freeze_epochs: r.freezeEpochs, batch_size: r.batchSize, source_data_size: r.sourceSize, validation_data_size: r.valSize,
+        lr: baseLr, lr_mult: Number(a['lr-mult']), lambda_domain: noDomain ? 0 : Number(a['lambda-domain']), domain: !noDomain, seed,
+        source: a.source, target, target_val: targetVal, normalization: r.normalization.kind, image_size: S, monitor, ep: a.ep,
+      };
+      const tracking = await createTracking({
+        ...trackingOptionsFromArgs(a), name: (a['wandb-name'] as string | undefined) ?? r.runName, runDir,
+        config: { ...hyper, model: manifest.config, artifacts_format: manifest.formatVersion, weights: manifest.weights },
+        logger: { info: (m) => process.stdout.write(`${m}\n`), warn: (m) => process.stderr.write(`ort-dann: warning: ${m}\n`) },
+      });
+      log.info({ hyper, artifacts, runDir, wandb: tracking.mode }, 'training starts');
+      let interrupted = false;
+      const onSigint = () => {
+        if (interrupted) process.exit(130);
+        interrupted = true;
+        process.stderr.write('\nort-dann: interrupted; saving the latest checkpoint after this step (Ctrl-C again to quit at once)\n');
+      };
+      process.on('SIGINT', onSigint);
+      let exitCode = 1;
+      let modelPath: string | undefined;
+      try {
+        const callbacks = [
+          new EpochProgress({ stepsPerEpoch: nIter, epochs: r.freezeEpochs + r.epochs }),
+          new Recorder(),
+          ...tracking.callbacks,
+          { name: 'log', afterEpoch: (st: { epoch: number; metrics?: Record<string, number>; smoothLoss?: number }) => log.info({ epoch: st.epoch, train_loss: st.smoothLoss, ...st.metrics }, 'epoch') },
+        ];
+        const result = await fit({
+          session, source, target: targetSrc, sourceVal, targetVal: targetValSrc, batchSize: r.batchSize,
+          valSteps: Math.floor(r.valSize / r.batchSize), plan, lambdaDomain: Number(a['lambda-domain']), callbacks, runDir,
+          monitor: { name: monitor, mode }, resume, onNonFinite: a['on-nan'] as 'stop' | 'skip',
+          interrupted: () => interrupted || tracking.stopRequested, outputNames, task: manifest.config.task,
+        });
+        if (result.stoppedEarly) {
+          process.stdout.write(`stopped at step ${result.state.step}/${plan.totalSteps}; continue with: ort-dann train --run-dir ${r.runDir} --resume\n`);
+          exitCode = interrupted ? 130 : 0;
+        } else {
+          // SaveModelCallback reloads the best model at the end; export that.
+          if (result.best) await session.loadCheckpoint(join(runDir, 'best'));
+          modelPath = join(runDir, 'model.onnx');
+          const exported = await exportInferenceModel({ manifest, checkpoint: session.stateDict(), out: modelPath, metadata: { normalization: r.normalization, runId: r.runName } });
+          await writeFileAtomic(join(runDir, 'summary.json'), `${JSON.stringify({ best: result.best, monitor, final: result.state.metrics, steps: result.state.step, model: modelPath, skippedBatches: result.skippedBatches }, null, 2)}\n`);
+          process.stdout.write(`best ${monitor} ${result.best?.value.toFixed(5) ?? 'n/a'} at epoch ${result.best?.epoch ?? '-'}; model ${exported.out} (${(exported.bytes / 1e6).toFixed(1)} MB); report ${join(runDir, 'report.html')}\n`);
+          exitCode = 0;
+        }
+      } finally {
+        process.off('SIGINT', onSigint);
+        await tracking.finish(exitCode, modelPath);
+        log.flush();
+      }
+      if (exitCode !== 0) process.exitCode = exitCode;
+    } finally {
+      await session.release();
+    }
+  } finally {
+    await Promise.all(sources.map((s) => s.close()));
+  }
+}
+
+/** fastai lr_find on the DANN step with weights, BN statistics and Adam state restored afterwards. */
+async function findLr(session: TrainingSession, source: BatchSource, target: BatchSource | undefined, r: Resolved, runDir: string, lambda: number, noDomain: boolean): Promise<number> {
+  const saved = join(runDir, '.lr-find-state');
+  await session.saveCheckpoint(saved);
+  session.freezeTo(1);
+  session.resetOptimizerState();
+  const result = await lrFind(async (lr) => {
+    const s = await source.nextBatch(r.batchSize);
+    const t = noDomain ? undefined : await target!.nextBatch(r.batchSize);
+    const images = t ? new Float32Array(s.images.length + t.images.length) : s.images;
+    if (t) { images.set(s.images); images.set(t.images, s.images.length); }
+    session.lazyResetGrad();
+    const losses = await session.runTrainStep({ images, count: s.count + (t?.count ?? 0), nSource: s.count, labels: s.labels!, alpha: 0, lambdaDomain: noDomain ? 0 : lambda });
+    await session.runOptimizerStep(session.hypersFor(lr));
+    return losses.loss;
+  });
+  await session.loadCheckpoint(saved);
+  await writeFileAtomic(join(runDir, 'lr_find.png'), plotLrFind(result));
+  if (!result.valley) throw new UserError(`--lr auto: lr_find stopped after ${result.lrs.length} batches without a suggestion (loss diverged); give --lr explicitly`);
+  process.stdout.write(`lr_find: valley at ${result.valley.lr.toExponential(2)} (plot ${join(runDir, 'lr_find.png')})\n`);
+  return result.valley.lr;
+}
+
+export const trainCommand: CommandModule<object, Args> = {
+  command: 'train',
+  describe: 'Train DANN (fine_tune_dann recipe) and export the inference model; with no data flags, runs the built-in demo',
+  builder: (y) => y.options(trainFlags as Record<string, Options>).example('$0 train', 'the built-in demo (a few minutes on 2 cores)')
+    .example('$0 train --epochs 100 --source ./my-sim.mjs --target real/train --target-val real/val', 'the seed recipe on your data'),
+  handler: async (args) => runTrain(args),
+};
+
