@@ -11,6 +11,8 @@ async function main(argv: string[]): Promise<void> {
   const debug = argv.includes('--debug');
   let cli = yargs(argv)
     .scriptName('ort-dann')
+    // A flag given twice means the last one counts, as in most CLIs (not an array).
+    .parserConfiguration({ 'duplicate-arguments-array': false })
     .usage('$0 <command> [options]')
     .option('debug', { type: 'boolean', default: false, describe: 'Print stack traces for errors' })
     .strict()
