@@ -2,7 +2,7 @@
  * `ort-dann train`: wires data, artifacts, TrainingSession, the fit loop, W&B and export together.
  * With no data flags it runs the built-in demo (128 px artifacts, generated demo domain shift).
  */
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { CommandModule, Options } from 'yargs';
@@ -121,20 +121,31 @@ async function artifactsFor(a: Args, r: Resolved): Promise<string> {
   return dir;
 }
 
-export async function runTrain(a: Args): Promise<void> {
+interface Prepared {
+  r: Resolved;
+  seed: number;
+  artifacts: string;
+  manifest: ReturnType<typeof readManifest>;
+  runDir: string;
+  source: BatchSource;
+  sourceVal: BatchSource;
+  target?: BatchSource;
+  targetVal: BatchSource;
+  targetDir: string;
+  targetValDir: string;
+  noDomain: boolean;
+  session: TrainingSession;
+  close(): Promise<void>;
+}
+
+/** Everything train and lr-find share: flags, artifacts, data sources and the session. */
+async function prepare(a: Args): Promise<Prepared> {
   const r = resolveArgs(a);
   const seed = Number(a.seed);
   const artifacts = await artifactsFor(a, r);
   const manifest = readManifest(artifacts);
   const S = manifest.config.imageSize;
-  if (r.demo && a['image-size'] === undefined && S !== r.imageSize) r.imageSize = S;
   const runDir = resolve(r.runDir);
-  const resumeFrom = join(runDir, 'latest');
-  if (a.resume && !existsSync(join(resumeFrom, 'model.safetensors'))) throw new UserError(`--resume: ${resumeFrom} holds no checkpoint; start without --resume or give the --run-dir of an earlier run`);
-  if (!a.resume && existsSync(join(resumeFrom, 'model.safetensors'))) throw new UserError(`--run-dir ${r.runDir} already holds a run; pass --resume to continue it or choose another --run-name`);
-  await mkdir(runDir, { recursive: true });
-  const log = pino({ level: 'info' }, pino.destination({ dest: join(runDir, 'train.log'), sync: false, mkdir: true }));
-
   let target = a.target as string | undefined;
   let targetVal = a['target-val'] as string | undefined;
   let targetLabels = a['target-labels'] as string | undefined;
@@ -151,6 +162,7 @@ export async function runTrain(a: Args): Promise<void> {
   const simWorkers = a['sim-workers'] === undefined ? undefined : Number(a['sim-workers']);
   const sources: BatchSource[] = [];
   const track = <T extends BatchSource>(s: T) => { sources.push(s); return s; };
+  const close = async () => { await Promise.all(sources.map((s) => s.close())); };
   try {
     const source = track(await openSource(String(a.source), { ...common, split: 'train', workers: simWorkers, skipBadImages: Boolean(a['skip-bad-images']) }));
     const sourceVal = track(await openSource(String(a['source-val'] ?? a.source), { ...common, split: 'val', length: r.valSize, workers: simWorkers, label: a['source-val'] ? '--source-val' : '--source' }));
@@ -160,84 +172,102 @@ export async function runTrain(a: Args): Promise<void> {
     if (source.outputNames && manifest.config.task === 'regression' && source.outputNames.join() !== outputNames.join()) {
       throw new UserError(`--source ${a.source}: its labels are ${source.outputNames.join(', ')} but the artifacts predict ${outputNames.join(', ')}; rebuild the artifacts with --outputs ${source.outputNames.join(',')}`);
     }
-
     const session = await TrainingSession.fromArtifacts(artifacts, { executionProvider: a.ep as ExecutionProvider, threads: a.threads === undefined ? undefined : Number(a.threads), seed });
-    try {
-      let resume: ResumeState | undefined;
-      if (a.resume) resume = (await session.loadCheckpoint(resumeFrom)) as unknown as ResumeState;
-      else await copyFile(join(artifacts, 'manifest.json'), join(runDir, 'manifest.json'));
-      const nIter = Math.floor(r.sourceSize / r.batchSize);
-      let baseLr: number;
-      if (a.lr === 'auto') {
-        baseLr = await findLr(session, source, targetSrc, r, runDir, Number(a['lambda-domain']), noDomain);
-      } else {
-        baseLr = Number(a.lr);
-        if (!(baseLr > 0)) throw new UserError(`--lr ${a.lr}: give a positive number such as 2e-3, or 'auto'`);
-      }
-      const plan = fineTuneDannPlan({ epochs: r.epochs, freezeEpochs: r.freezeEpochs, baseLr, lrMult: Number(a['lr-mult']), nGroups: session.groupCount, nIter });
-      const monitor = String(a.monitor);
-      const mode = a['monitor-mode'] === 'auto' ? (/accuracy/.test(monitor) ? 'max' : 'min') : (a['monitor-mode'] as 'min' | 'max');
-      const hyper = {
-        epochs: r.epochs, freeze_epochs: r.freezeEpochs, batch_size: r.batchSize, source_data_size: r.sourceSize, validation_data_size: r.valSize,
-        lr: baseLr, lr_mult: Number(a['lr-mult']), lambda_domain: noDomain ? 0 : Number(a['lambda-domain']), domain: !noDomain, seed,
-        source: a.source, target, target_val: targetVal, normalization: r.normalization.kind, image_size: S, monitor, ep: a.ep,
-      };
-      const tracking = await createTracking({
-        ...trackingOptionsFromArgs(a), name: (a['wandb-name'] as string | undefined) ?? r.runName, runDir,
-        config: { ...hyper, model: manifest.config, artifacts_format: manifest.formatVersion, weights: manifest.weights },
-        logger: { info: (m) => process.stdout.write(`${m}\n`), warn: (m) => process.stderr.write(`ort-dann: warning: ${m}\n`) },
-      });
-      log.info({ hyper, artifacts, runDir, wandb: tracking.mode }, 'training starts');
-      let interrupted = false;
-      const onSigint = () => {
-        if (interrupted) process.exit(130);
-        interrupted = true;
-        process.stderr.write('\nort-dann: interrupted; saving the latest checkpoint after this step (Ctrl-C again to quit at once)\n');
-      };
-      process.on('SIGINT', onSigint);
-      let exitCode = 1;
-      let modelPath: string | undefined;
-      try {
-        const callbacks = [
-          new EpochProgress({ stepsPerEpoch: nIter, epochs: r.freezeEpochs + r.epochs }),
-          new Recorder(),
-          ...tracking.callbacks,
-          { name: 'log', afterEpoch: (st: { epoch: number; metrics?: Record<string, number>; smoothLoss?: number }) => log.info({ epoch: st.epoch, train_loss: st.smoothLoss, ...st.metrics }, 'epoch') },
-        ];
-        const result = await fit({
-          session, source, target: targetSrc, sourceVal, targetVal: targetValSrc, batchSize: r.batchSize,
-          valSteps: Math.floor(r.valSize / r.batchSize), plan, lambdaDomain: Number(a['lambda-domain']), callbacks, runDir,
-          monitor: { name: monitor, mode }, resume, onNonFinite: a['on-nan'] as 'stop' | 'skip',
-          interrupted: () => interrupted || tracking.stopRequested, outputNames, task: manifest.config.task,
-        });
-        if (result.stoppedEarly) {
-          process.stdout.write(`stopped at step ${result.state.step}/${plan.totalSteps}; continue with: ort-dann train --run-dir ${r.runDir} --resume\n`);
-          exitCode = interrupted ? 130 : 0;
-        } else {
-          // SaveModelCallback reloads the best model at the end; export that.
-          if (result.best) await session.loadCheckpoint(join(runDir, 'best'));
-          modelPath = join(runDir, 'model.onnx');
-          const exported = await exportInferenceModel({ manifest, checkpoint: session.stateDict(), out: modelPath, metadata: { normalization: r.normalization, runId: r.runName } });
-          await writeFileAtomic(join(runDir, 'summary.json'), `${JSON.stringify({ best: result.best, monitor, final: result.state.metrics, steps: result.state.step, model: modelPath, skippedBatches: result.skippedBatches }, null, 2)}\n`);
-          process.stdout.write(`best ${monitor} ${result.best?.value.toFixed(5) ?? 'n/a'} at epoch ${result.best?.epoch ?? '-'}; model ${exported.out} (${(exported.bytes / 1e6).toFixed(1)} MB); report ${join(runDir, 'report.html')}\n`);
-          exitCode = 0;
-        }
-      } finally {
-        process.off('SIGINT', onSigint);
-        await tracking.finish(exitCode, modelPath);
-        log.flush();
-      }
-      if (exitCode !== 0) process.exitCode = exitCode;
-    } finally {
-      await session.release();
-    }
-  } finally {
-    await Promise.all(sources.map((s) => s.close()));
+    return {
+      r, seed, artifacts, manifest, runDir, source, sourceVal, target: targetSrc, targetVal: targetValSrc, targetDir: target!, targetValDir: targetVal!, noDomain, session,
+      close: async () => { await session.release(); await close(); },
+    };
+  } catch (e) {
+    await close();
+    throw e;
   }
 }
 
-/** fastai lr_find on the DANN step with weights, BN statistics and Adam state restored afterwards. */
-async function findLr(session: TrainingSession, source: BatchSource, target: BatchSource | undefined, r: Resolved, runDir: string, lambda: number, noDomain: boolean): Promise<number> {
+export async function runTrain(a: Args): Promise<void> {
+  const resolved = resolveArgs(a);
+  const resumeFrom = join(resolve(resolved.runDir), 'latest');
+  if (a.resume && !existsSync(join(resumeFrom, 'model.safetensors'))) throw new UserError(`--resume: ${resumeFrom} holds no checkpoint; start without --resume or give the --run-dir of an earlier run`);
+  if (!a.resume && existsSync(join(resumeFrom, 'model.safetensors'))) throw new UserError(`--run-dir ${resolved.runDir} already holds a run; pass --resume to continue it or choose another --run-name`);
+  const p = await prepare(a);
+  const { r, seed, artifacts, manifest, runDir, source, sourceVal, session, noDomain } = p;
+  const S = manifest.config.imageSize;
+  try {
+    await mkdir(runDir, { recursive: true });
+    const log = pino({ level: 'info' }, pino.destination({ dest: join(runDir, 'train.log'), sync: false, mkdir: true }));
+    let resume: ResumeState | undefined;
+    if (a.resume) resume = (await session.loadCheckpoint(resumeFrom)) as unknown as ResumeState;
+    else await copyFile(join(artifacts, 'manifest.json'), join(runDir, 'manifest.json'));
+    const nIter = Math.floor(r.sourceSize / r.batchSize);
+    let baseLr: number;
+    if (a.lr === 'auto') {
+      baseLr = await findLr(p, Number(a['lambda-domain']));
+    } else {
+      baseLr = Number(a.lr);
+      if (!(baseLr > 0)) throw new UserError(`--lr ${a.lr}: give a positive number such as 2e-3, or 'auto'`);
+    }
+    const plan = fineTuneDannPlan({ epochs: r.epochs, freezeEpochs: r.freezeEpochs, baseLr, lrMult: Number(a['lr-mult']), nGroups: session.groupCount, nIter });
+    const monitor = String(a.monitor);
+    const mode = a['monitor-mode'] === 'auto' ? (/accuracy/.test(monitor) ? 'max' : 'min') : (a['monitor-mode'] as 'min' | 'max');
+    const hyper = {
+      epochs: r.epochs, freeze_epochs: r.freezeEpochs, batch_size: r.batchSize, source_data_size: r.sourceSize, validation_data_size: r.valSize,
+      lr: baseLr, lr_mult: Number(a['lr-mult']), lambda_domain: noDomain ? 0 : Number(a['lambda-domain']), domain: !noDomain, seed,
+      source: a.source, target: p.targetDir, target_val: p.targetValDir, normalization: r.normalization.kind, image_size: S, monitor, ep: a.ep,
+    };
+    const tracking = await createTracking({
+      ...trackingOptionsFromArgs(a), name: (a['wandb-name'] as string | undefined) ?? r.runName, runDir,
+      config: { ...hyper, model: manifest.config, artifacts_format: manifest.formatVersion, weights: manifest.weights },
+      logger: { info: (m) => process.stdout.write(`${m}\n`), warn: (m) => process.stderr.write(`ort-dann: warning: ${m}\n`) },
+    });
+    log.info({ hyper, artifacts, runDir, wandb: tracking.mode }, 'training starts');
+    let interrupted = false;
+    const onSigint = () => {
+      if (interrupted) process.exit(130);
+      interrupted = true;
+      process.stderr.write('\nort-dann: interrupted; saving the latest checkpoint after this step (Ctrl-C again to quit at once)\n');
+    };
+    process.on('SIGINT', onSigint);
+    let exitCode = 1;
+    let modelPath: string | undefined;
+    try {
+      const callbacks = [
+        new EpochProgress({ stepsPerEpoch: nIter, epochs: r.freezeEpochs + r.epochs }),
+        new Recorder(),
+        ...tracking.callbacks,
+        { name: 'log', afterEpoch: (st: { epoch: number; metrics?: Record<string, number>; smoothLoss?: number }) => log.info({ epoch: st.epoch, train_loss: st.smoothLoss, ...st.metrics }, 'epoch') },
+      ];
+      const result = await fit({
+        session, source, target: p.target, sourceVal, targetVal: p.targetVal, batchSize: r.batchSize,
+        valSteps: Math.floor(r.valSize / r.batchSize), plan, lambdaDomain: Number(a['lambda-domain']), callbacks, runDir,
+        monitor: { name: monitor, mode }, resume, onNonFinite: a['on-nan'] as 'stop' | 'skip',
+        interrupted: () => interrupted || tracking.stopRequested, outputNames: manifest.config.outputs, task: manifest.config.task,
+      });
+      if (result.stoppedEarly) {
+        process.stdout.write(`stopped at step ${result.state.step}/${plan.totalSteps}; continue with: ort-dann train --run-dir ${r.runDir} --resume\n`);
+        exitCode = interrupted ? 130 : 0;
+      } else {
+        // SaveModelCallback reloads the best model at the end; export that.
+        if (result.best) await session.loadCheckpoint(join(runDir, 'best'));
+        modelPath = join(runDir, 'model.onnx');
+        const exported = await exportInferenceModel({ manifest, checkpoint: session.stateDict(), out: modelPath, metadata: { normalization: r.normalization, runId: r.runName } });
+        await writeFileAtomic(join(runDir, 'summary.json'), `${JSON.stringify({ best: result.best, monitor, final: result.state.metrics, steps: result.state.step, model: modelPath, skippedBatches: result.skippedBatches }, null, 2)}\n`);
+        process.stdout.write(`best ${monitor} ${result.best?.value.toFixed(5) ?? 'n/a'} at epoch ${result.best?.epoch ?? '-'}; model ${exported.out} (${(exported.bytes / 1e6).toFixed(1)} MB); report ${join(runDir, 'report.html')}\n`);
+        exitCode = 0;
+      }
+    } finally {
+      process.off('SIGINT', onSigint);
+      await tracking.finish(exitCode, modelPath);
+      log.flush();
+    }
+    if (exitCode !== 0) process.exitCode = exitCode;
+  } finally {
+    await p.close();
+  }
+}
+
+/** fastai lr_find on the DANN step (body frozen, as fine_tune's first fit), with weights, BN statistics and Adam state restored afterwards. */
+async function findLr(p: Prepared, lambda: number): Promise<number> {
+  const { session, source, target, r, runDir, noDomain } = p;
+  await mkdir(runDir, { recursive: true });
   const saved = join(runDir, '.lr-find-state');
   await session.saveCheckpoint(saved);
   session.freezeTo(1);
@@ -253,11 +283,26 @@ async function findLr(session: TrainingSession, source: BatchSource, target: Bat
     return losses.loss;
   });
   await session.loadCheckpoint(saved);
+  await rm(saved, { recursive: true, force: true });
   await writeFileAtomic(join(runDir, 'lr_find.png'), plotLrFind(result));
   if (!result.valley) throw new UserError(`--lr auto: lr_find stopped after ${result.lrs.length} batches without a suggestion (loss diverged); give --lr explicitly`);
-  process.stdout.write(`lr_find: valley at ${result.valley.lr.toExponential(2)} (plot ${join(runDir, 'lr_find.png')})\n`);
+  process.stdout.write(`lr_find: valley at ${result.valley.lr.toExponential(2)} after ${result.lrs.length} batches (plot ${join(runDir, 'lr_find.png')})\n`);
   return result.valley.lr;
 }
+
+export const lrFindCommand: CommandModule<object, Args> = {
+  command: 'lr-find',
+  describe: "fastai's learning-rate finder on the DANN step: prints the valley suggestion and writes lr_find.png (takes the train flags)",
+  builder: (y) => y.options(trainFlags as Record<string, Options>),
+  handler: async (args) => {
+    const p = await prepare(args);
+    try {
+      await findLr(p, Number(args['lambda-domain']));
+    } finally {
+      await p.close();
+    }
+  },
+};
 
 export const trainCommand: CommandModule<object, Args> = {
   command: 'train',
