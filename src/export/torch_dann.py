@@ -1,0 +1,112 @@
+"""The seed's DANN module in eval mode, in PyTorch, for checking and timing the exported model.
+
+Built from the artifacts' manifest config and loaded with strict=True from a state_dict safetensors
+(our checkpoint format), so a mismatch in any name or shape fails loudly.
+
+  torch_dann.py forward ARTIFACTS CHECKPOINT INPUTS OUT CODEC
+      INPUTS holds `images`; OUT gets prediction, features (flattened) and domain_logit, computed in
+      float64 (the exact answer) and in float32 (`<name>@torch32`).
+  torch_dann.py export ARTIFACTS CHECKPOINT OUT_ONNX CODEC
+      torch.onnx.export of the label path (images -> prediction), opset 17, eval mode, dynamic batch:
+      the same network as `ort-dann export` without --with-domain.
+
+CODEC is a Python file defining read_st / write_st (a safetensors codec independent of ours).
+"""
+import json
+import sys
+
+import torch
+import torch.nn as nn
+import torchvision
+
+mode, art, checkpoint = sys.argv[1], sys.argv[2], sys.argv[3]
+exec(open(sys.argv[-1]).read())  # CODEC, always the last argument
+config = json.load(open(f'{art}/manifest.json'))['config']
+torch.set_num_threads(2)
+F = config['featureDim']
+K = len(config['outputs'])
+
+
+class GradientReversal(nn.Module):
+    """Identity in the forward pass; it only acts on gradients, which evaluation has none of."""
+    def forward(self, x):
+        return x
+
+
+class FeatureExtractor(nn.Module):
+    def __init__(self):
+        super().__init__()
+        body = getattr(torchvision.models, config['backbone'])()
+        # torchvision ResNet without its avgpool and fc, then the seed's extra block.
+        self.resnet_layers = nn.Sequential(*list(body.children())[:-2])
+        self.additional_layers = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(512, 512, 4, stride=2, padding=1), nn.BatchNorm2d(512), nn.ReLU())
+
+    def forward(self, x):
+        return self.additional_layers(self.resnet_layers(x))
+
+
+class LabelPredictor(nn.Module):
+    def __init__(self):
+        super().__init__()
+        p = config['dropout']
+        self.regressor = nn.Sequential(nn.Flatten(), nn.Linear(F, 256), nn.ReLU(), nn.Dropout(p), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, K))
+
+    def forward(self, x):
+        return self.regressor(x)
+
+
+class DomainClassifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(F, 256), nn.ReLU(), nn.Dropout(config['dropout']), nn.Linear(256, 1))
+
+    def forward(self, x):
+        return self.classifier(x)
+
+
+class DANN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.feature_extractor = FeatureExtractor()
+        self.label_predictor = LabelPredictor()
+        self.domain_classifier = DomainClassifier()
+        self.grl = GradientReversal()
+
+    def forward(self, x):
+        features = self.feature_extractor(x)
+        return self.label_predictor(features), self.domain_classifier(self.grl(features)), torch.flatten(features, 1)
+
+
+class LabelPath(nn.Module):
+    """images -> prediction only, as a deployment runs it."""
+    def __init__(self, dann):
+        super().__init__()
+        self.dann = dann
+
+    def forward(self, x):
+        return self.dann.label_predictor(self.dann.feature_extractor(x))
+
+
+def load(dtype):
+    model = DANN()
+    state, _, _ = read_st(checkpoint)
+    model.load_state_dict(state, strict=True)
+    return model.to(dtype).eval()
+
+
+if mode == 'forward':
+    images = read_st(sys.argv[4])[0]['images']
+    out = {}
+    for dtype, suffix in [(torch.float64, ''), (torch.float32, '@torch32')]:
+        with torch.no_grad():
+            prediction, domain_logit, features = load(dtype)(images.to(dtype))
+        for name, t in [('prediction', prediction), ('domain_logit', domain_logit), ('features', features)]:
+            out[name + suffix] = t.float().contiguous()
+    write_st(sys.argv[5], out)
+elif mode == 'export':
+    example = torch.zeros(2, 3, config['imageSize'], config['imageSize'])
+    torch.onnx.export(LabelPath(load(torch.float32)), example, sys.argv[4], opset_version=17, training=torch.onnx.TrainingMode.EVAL,
+                      do_constant_folding=True, input_names=['images'], output_names=['prediction'],
+                      dynamic_axes={'images': {0: 'N'}, 'prediction': {0: 'N'}})
+else:
+    sys.exit(f'unknown mode {mode}; use forward or export')
