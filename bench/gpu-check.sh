@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# GPU check (issue 8): our train step on WebGPU, and on CUDA when onnxruntime-node's CUDA provider
+# files are present, against the seed's PyTorch on the same GPU (`python3 … --device cuda`). Prints
+# the train-step bench's JSON lines (128 px 16+16 and 256 px 8+8). About 5 minutes at most, no
+# network, installs nothing: Node, the node_modules it needs and a Vulkan loader come from
+# bench/gpu-bundle/runtime.tar.xz (built by bench/gpu-prepare.sh, ~40 MiB).
+# Usage: bench/gpu-check.sh [--ep "webgpu cuda"|cpu] [train-step options, e.g. --steps 10]
+# The full log goes to $OUT/gpu-check.log when OUT is set, else bench/results/gpu-check.log.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+eps="webgpu cuda"
+if [ "${1:-}" = --ep ]; then eps=$2; shift 2; fi
+logdir=${OUT:-bench/results}
+mkdir -p "$logdir"
+log=$logdir/gpu-check.log
+: > "$log"
+say() { echo "# $*" | tee -a "$log"; }
+work=$(mktemp -d)
+made_link=
+cleanup() { [ -n "$made_link" ] && rm -f node_modules; rm -rf "$work"; }
+trap cleanup EXIT
+
+# The runtime. python3 unpacks it because the GPU machine has Python for the peer but maybe no xz.
+python3 - "$work" <<'EOF' || { say "cannot unpack bench/gpu-bundle/runtime.tar.xz; run bench/gpu-prepare.sh and carry bench/gpu-bundle"; exit 1; }
+import sys, tarfile
+with tarfile.open('bench/gpu-bundle/runtime.tar.xz') as t:
+    t.extractall(sys.argv[1], **({'filter': 'tar'} if hasattr(tarfile, 'tar_filter') else {}))
+EOF
+node=$work/bin/node
+# The device copy of the tree has no node_modules (ignored); a local checkout keeps its own.
+if [ ! -e node_modules ]; then ln -s "$work/node_modules" node_modules && made_link=1; fi
+say "node $("$node" --version), $(nproc) CPUs, $(uname -r)"
+command -v nvidia-smi >/dev/null && say "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
+say "python3: $(python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' 2>&1 | tail -1)"
+
+# Vulkan for WebGPU (Dawn): the system loader if there is one, else ours; and an ICD for the NVIDIA
+# driver — when none is registered but the driver's Vulkan library is mounted, register it ourselves.
+ldconfig=$(command -v ldconfig || echo /sbin/ldconfig)
+if "$ldconfig" -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; then
+  say "Vulkan loader: system"
+else
+  export LD_LIBRARY_PATH="$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  say "Vulkan loader: bundled (libvulkan1 from Debian)"
+fi
+icds=$(ls /etc/vulkan/icd.d/*.json /usr/share/vulkan/icd.d/*.json /usr/local/share/vulkan/icd.d/*.json 2>/dev/null | tr '\n' ' ')
+say "Vulkan ICDs: ${icds:-none}"
+if [ -z "$icds" ] || ! grep -qs nvidia $icds; then
+  glx=$("$ldconfig" -p 2>/dev/null | awk '/libGLX_nvidia\.so\.0 /{print $NF; exit}')
+  for d in /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/nvidia/lib64 /usr/lib; do
+    [ -z "$glx" ] && [ -e "$d/libGLX_nvidia.so.0" ] && glx=$d/libGLX_nvidia.so.0
+  done
+  if [ -n "$glx" ]; then
+    printf '{"file_format_version": "1.0.0", "ICD": {"library_path": "%s", "api_version": "1.3"}}\n' "$glx" > "$work/nvidia_icd.json"
+    export VK_ICD_FILENAMES=$work/nvidia_icd.json VK_DRIVER_FILES=$work/nvidia_icd.json
+    say "Vulkan ICD: registered $glx"
+  else
+    say "Vulkan ICD: no NVIDIA Vulkan driver (libGLX_nvidia.so.0) found; WebGPU will likely find no adapter"
+  fi
+fi
+
+bench=("$node" --import tsx bench/index.ts train-step --json --peer torch --python "$(command -v python3)")
+results=$work/results.jsonl
+: > "$results"
+for ep in $eps; do
+  if [ "$ep" = cuda ] && ! ls node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so >/dev/null 2>&1; then
+    say "cuda: skipped, onnxruntime-node's CUDA provider files are not installed (ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci on a connected machine)"
+    continue
+  fi
+  left=$((290 - SECONDS))
+  if [ "$left" -lt 60 ]; then say "$ep: skipped, the 5-minute budget is spent"; continue; fi
+  if [ "$ep" != cpu ]; then
+    # Which nodes the provider takes (the rest fall back to the CPU), and whether it starts at all.
+    [ -e artifacts/resnet34-dann-128px/manifest.json ] || "$node" bin/ort-dann.js build-artifacts --image-size 128 >>"$log" 2>&1
+    say "$ep placement of training_model.onnx (128 px):"
+    if ! timeout 60 "$node" --import tsx bench/lib/placement.ts artifacts/resnet34-dann-128px/training_model.onnx "$ep" 2>&1 | tee -a "$log" | sed 's/^/#   /'; then
+      say "$ep: the provider does not start here; skipping its bench"
+      continue
+    fi
+  fi
+  left=$((290 - SECONDS))
+  say "$ep: train-step bench vs torch ($left s left)"
+  timeout "$left" "${bench[@]}" --ep "$ep" "$@" 2>>"$log" | tee -a "$results" "$log"
+  status=${PIPESTATUS[0]}
+  [ "$status" = 0 ] || { say "$ep: bench failed (status $status); last lines of $log:"; tail -n 12 "$log" | sed 's/^/#   /'; }
+done
+say "done in $SECONDS s; JSON lines:"
+cat "$results"
