@@ -3,6 +3,7 @@
  * model, side by side in one invocation, same batch and threads:
  *   npm run bench -- train-step [--image-size 128 --batch 16+16]... [--steps 5] [--warmup 2]
  *     [--threads N] [--peer torch] [--json] [--ep cpu|cuda|webgpu] [--python /usr/bin/python3]
+ *     [--artifacts-root artifacts]
  * Several --image-size/--batch pairs may be given (default 128 px 16+16 and 256 px 8+8). Each side
  * runs in its own child process, one after the other (never together: they would share the cores).
  * Per config: images/s (median of the timed steps), achieved nominal GFLOP/s, peak RSS, start-up
@@ -59,6 +60,7 @@ interface Options {
   peer: boolean;
   json: boolean;
   python: string;
+  artifactsRoot: string;
 }
 
 const median = (xs: number[]) => {
@@ -100,13 +102,14 @@ function parse(argv: string[]): Options {
     peer: peer === 'torch',
     json: argv.includes('--json'),
     python: one('--python', existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'),
+    artifactsRoot: one('--artifacts-root', 'artifacts'),
   };
 }
 
 /** The artifacts of the default model at this size, built once (seeded init) when missing. */
-async function artifactsFor(size: number, quiet: boolean): Promise<string> {
+async function artifactsFor(root: string, size: number, quiet: boolean): Promise<string> {
   const config = makeConfig({ imageSize: size });
-  const dir = join('artifacts', `${config.name}-${size}px`);
+  const dir = join(root, `${config.name}-${size}px`);
   if (!existsSync(join(dir, 'manifest.json'))) {
     if (!quiet) console.error(`building ${dir} …`);
     await buildArtifacts({ config, out: dir, weights: 'none', weightsCache: join('models', 'weights'), seed: 0 });
@@ -127,17 +130,19 @@ const fmt = (v: number | null | undefined, digits = 1) => (v === null || v === u
 
 export async function benchTrainStep(argv: string[]): Promise<TrainStepRow[]> {
   const o = parse(argv);
-  const entry = process.argv[1];
+  // The child runs through tsx rather than this process's flags, which may be a test runner's.
+  const oursCommand = ['--import', 'tsx', fileURLToPath(new URL('./index.ts', import.meta.url)), '__train-step-ours'];
   const peerScript = fileURLToPath(new URL('./peer/torch_train_step.py', import.meta.url));
   const rows: TrainStepRow[] = [];
   if (!o.json) console.log(`train-step bench: ${o.ep}, ${o.threads} threads, median of ${o.steps} steps after ${o.warmup} warm-up${o.peer ? ', peer torch' : ''}`);
   for (const c of o.configs) {
     const count = c.nSource + c.nTarget;
     const batch = `${c.nSource}+${c.nTarget}`;
-    const dir = await artifactsFor(c.size, o.json);
+    const dir = await artifactsFor(o.artifactsRoot, c.size, o.json);
     const load = loadavg()[0];
+    if (load > 0.5) console.error(`train-step: load average ${load.toFixed(2)} before ${c.size} px: other work shares the cores, figures will be low and noisy`);
     const common = ['--steps', String(o.steps), '--warmup', String(o.warmup), '--threads', String(o.threads)];
-    const ours = summarize(await runChild(process.execPath, [...process.execArgv, entry, '__train-step-ours', '--dir', dir, '--count', String(count), '--n-source', String(c.nSource), '--ep', o.ep, ...common], 'ours'), count);
+    const ours = summarize(await runChild(process.execPath, [...oursCommand, '--dir', dir, '--count', String(count), '--n-source', String(c.nSource), '--ep', o.ep, ...common], 'ours'), count);
     const peer = o.peer
       ? summarize(await runChild(o.python, [peerScript, '--image-size', String(c.size), '--batch', batch, '--device', o.ep === 'cpu' ? 'cpu' : 'cuda', ...common], 'torch'), count)
       : undefined;

@@ -1,0 +1,41 @@
+/**
+ * The train-step bench on tiny settings: FLOP counts against the figures measured with PyTorch
+ * hooks (../shared/research/feasibility.md §1), and one end-to-end run of both sides that checks
+ * the JSON row's shape and arithmetic. No timing is asserted.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { forwardGflopPerImage, trainGflopPerImage } from '../../bench/lib/flops.ts';
+import { benchTrainStep } from '../../bench/train-step.ts';
+import { makeConfig } from '../../tools/model/config.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'ort-dann-bench-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+test('FLOPs per image match the hook counts of the PyTorch model', () => {
+  const c128 = makeConfig({ imageSize: 128 });
+  const c256 = makeConfig({ imageSize: 256 });
+  assert.equal(forwardGflopPerImage(c128).toFixed(4), '2.4013');
+  assert.equal(forwardGflopPerImage(c256).toFixed(4), '9.6050');
+  // 3 × forward − the stem's dX (2·3·64·49·64² = 0.0771 GFLOP), label head on half the rows.
+  assert.equal(trainGflopPerImage(c128, 32, 16).toFixed(3), '7.126');
+  assert.equal(trainGflopPerImage(c256, 16, 8).toFixed(3), '28.505');
+  assert.ok(trainGflopPerImage(c128, 32, 32) > trainGflopPerImage(c128, 32, 16));
+});
+
+test('train-step runs ours and the torch peer and reports one row per config', async () => {
+  const rows = await benchTrainStep(['--image-size', '100', '--batch', '1+1', '--steps', '1', '--warmup', '1', '--threads', '2', '--peer', 'torch', '--json', '--artifacts-root', root]);
+  assert.equal(rows.length, 1);
+  const r = rows[0];
+  assert.equal(r.image_size, 100);
+  assert.equal(r.batch, '1+1');
+  for (const key of ['images_per_s', 'peer_images_per_s', 'ratio', 'peak_rss_mb', 'peer_peak_rss_mb', 'gflops', 'startup_s', 'peer_startup_s'] as const) {
+    assert.ok(Number.isFinite(r[key]) && (r[key] as number) > 0, `${key} = ${r[key]}`);
+  }
+  assert.ok(Math.abs(r.ratio! - r.images_per_s / r.peer_images_per_s!) < 1e-9);
+  assert.ok(Math.abs(r.gflops - r.images_per_s * r.gflop_per_image) < 1e-9);
+  assert.ok(Math.abs(r.images_per_s - 2000 / r.step_ms) < 1e-9);
+});
