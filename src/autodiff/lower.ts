@@ -25,26 +25,28 @@ export function prepareForDifferentiation(g: Graph): void {
 }
 
 /**
- * y = BN(x) with batch statistics, as PyTorch's train() mode computes it; running stats use the
- * unbiased batch variance (PyTorch), where ONNX's training_mode would use the biased one.
+ * y = BN(x) with batch statistics, as PyTorch's train() mode computes it. ONNX's own training-mode
+ * kernel runs the forward in one fused op: with momentum 0 its "running" outputs are exactly the batch
+ * mean and (biased) variance, which the backward and PyTorch's running-stat update (unbiased variance,
+ * where ONNX would use the biased one) then read.
  */
 function lowerTrainingBatchNorm(g: Graph, b: Builder, node: Node): void {
   const [x, scale, bias, runMean, runVar] = node.inputs;
   const [y, newMean, newVar] = node.outputs;
   const epsilon = attrFloat(node, 'epsilon', 1e-5);
   const onnxMomentum = attrFloat(node, 'momentum', 0.9);
-  const rank = g.info(x)?.shape?.length ?? 4;
-  const axes = [0, ...Array.from({ length: rank - 2 }, (_, k) => k + 2)];
-  const reduceMean = (v: string) => (g.opset >= 18
-    ? b.op('ReduceMean', [v, b.ints(axes)], { keepdims: 0 })
-    : b.op('ReduceMean', [v], { axes, keepdims: 0 }));
-  const mean = reduceMean(x);
-  const view = rank > 2 ? b.op('Unsqueeze', [mean, b.ints(axes.slice(1).map((a) => a - 1))]) : mean;
-  const centred = b.op('Sub', [x, view]);
-  const variance = reduceMean(b.op('Mul', [centred, centred]));
-  // The marker also carries x − mean: the backward reads it instead of x, which avoids the cancellation
-  // of the one-pass formulas when |mean| ≫ std (measured: 1e-1 relative errors deep in ResNet34).
-  b.opN('BatchNormalizationTrain', [x, scale, bias, mean, variance, centred], { epsilon }, [y], MARKER_DOMAIN);
+  const [mean, variance] = [g.fresh(`${node.name}/batch_mean`), g.fresh(`${node.name}/batch_var`)];
+  // ORT's kernel may write its statistics over its running-stat inputs (registered in-place; seen to
+  // overwrite the caller's buffers), so each node gets placeholders of its own; with momentum 0 their
+  // values do not matter, and the real running statistics stay intact.
+  const channels = g.info(scale)?.shape?.[0];
+  if (typeof channels !== 'number') throw new Error(`internal: BatchNormalization ${node.name} needs a fixed channel count`);
+  const placeholders = ['mean', 'var'].map((kind) => {
+    const name = g.fresh(`${node.name}/placeholder_${kind}`);
+    g.initializers.set(name, { dtype: 'float', dims: [channels], data: new Float32Array(channels).fill(kind === 'var' ? 1 : 0) });
+    return name;
+  });
+  b.opN('BatchNormalizationTrain', [x, scale, bias, ...placeholders], { epsilon }, [y, mean, variance], MARKER_DOMAIN);
   g.extraOpsets.set(MARKER_DOMAIN, 1);
   if (newMean || newVar) {
     const m = 1 - onnxMomentum;
@@ -65,7 +67,8 @@ export function lowerMarkers(g: Graph): void {
       node.inputs = [node.inputs[0]];
     } else if (node.op === 'BatchNormalizationTrain') {
       node.op = 'BatchNormalization';
-      node.inputs = node.inputs.slice(0, 5);
+      node.attrs.training_mode = { i: 1 };
+      node.attrs.momentum = { f: 0 };
     } else throw new Error(`internal: unknown marker ${node.op}`);
     node.domain = '';
   }

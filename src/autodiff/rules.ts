@@ -41,16 +41,19 @@ function perChannelCount(c: GradContext, x: string): string {
 }
 
 /**
- * Batch-statistics BatchNormalization backward (inputs X, scale, B, batch mean, batch var, X − mean):
- * dX = dY·k1 + (X−mean)·k2 + k3 with per-channel k's, so only two full reductions touch dY. It reads
- * the centred input rather than X, so no term subtracts two large nearly equal sums.
+ * Batch-statistics BatchNormalization backward (inputs X, scale, B, running stats; outputs Y, batch
+ * mean, batch variance): dX = dY·k1 + (X−mean)·k2 + k3 with per-channel k's, so only two full
+ * reductions touch dY. It centres X first, so no term subtracts two large nearly equal sums.
  */
 const batchNormTrain: GradRule = (c) => {
-  const [x, scale, , , variance, centred] = c.node.inputs;
+  const [x, scale] = c.node.inputs;
+  const [, mean, variance] = c.node.outputs;
   const rank = c.rank(x);
   const axes = channelAxes(rank);
+  const view = (v: string) => channelView(c, v, rank);
   const go = c.GO();
   const invstd = c.op('Reciprocal', [c.op('Sqrt', [c.op('Add', [variance, c.b.scalar(c.float('epsilon', 1e-5))])])]);
+  const centred = c.op('Sub', [x, view(mean)]);
   const db = c.reduceSum(go, axes, false);
   const dscale = mul(c, c.reduceSum(mul(c, go, centred), axes, false), invstd);
   let dx: string | undefined;
@@ -59,7 +62,6 @@ const batchNormTrain: GradRule = (c) => {
     const k1 = mul(c, scale, invstd);
     const k2 = c.op('Neg', [c.op('Div', [mul(c, mul(c, k1, dscale), invstd), m])]);
     const k3 = c.op('Neg', [c.op('Div', [mul(c, k1, db), m])]);
-    const view = (v: string) => channelView(c, v, rank);
     dx = c.op('Add', [mul(c, go, view(k1)), c.op('Add', [mul(c, centred, view(k2)), view(k3)])]);
   }
   return [dx, c.needs(1) ? dscale : undefined, c.needs(2) ? db : undefined];

@@ -136,7 +136,7 @@ export function resolveReshape(input: Dim[] | undefined, target: Dim[], allowZer
 const rules: Record<string, ShapeRule> = {
   Identity: same, Relu: same, Sigmoid: same, Softplus: same, Exp: same, Log: same, Sqrt: same, Neg: same,
   Abs: same, Tanh: same, Erf: same, Reciprocal: same, LeakyRelu: same, Softmax: same, LogSoftmax: same, Sign: same,
-  GradientReversal: same, BatchNormalizationTrain: same, Floor: same, Ceil: same, Clip: same,
+  GradientReversal: same, Floor: same, Ceil: same, Clip: same,
   Not: (c) => ({ outputs: [{ dtype: 'bool', shape: c.in(0).shape }] }),
   IsNaN: (c) => ({ outputs: [{ dtype: 'bool', shape: c.in(0).shape }] }),
   IsInf: (c) => ({ outputs: [{ dtype: 'bool', shape: c.in(0).shape }] }),
@@ -167,6 +167,11 @@ const rules: Record<string, ShapeRule> = {
     const sp = explicit ?? x.slice(2).map((h, i) => (typeof h === 'number' ? s[i] * (h - 1) + op[i] + d[i] * (k[i] - 1) + 1 - p[i] - p[i + spatial] : `${n.name}_s${i}`));
     const cout = typeof w[1] === 'number' ? w[1] * group : w[1];
     return { outputs: [{ dtype: c.in(0).dtype, shape: [x[0], cout, ...sp] }] };
+  },
+  BatchNormalizationTrain: (c) => {
+    const x = c.in(0);
+    const stat = { dtype: x.dtype, shape: c.in(3).shape };
+    return { outputs: [{ dtype: x.dtype, shape: x.shape }, stat, stat] };
   },
   BatchNormalization: (c) => {
     const training = attrInt(c.node, 'training_mode', 0) === 1;

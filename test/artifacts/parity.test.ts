@@ -114,7 +114,7 @@ for (const c of cases) {
       assert.ok(relErr(result[name].data as Float32Array, ref.get(name)!.data as Float32Array) < 1e-5, `${name}: ${result[name].data[0]} vs PyTorch ${ref.get(name)!.data[0]}`);
     }
     // Against PyTorch's float64 answer, each tensor must be within 1e-4 (norm and max-element), or no
-    // further off than 3× PyTorch's own float32 run where float32 cannot do better (sums of 10⁶ terms in
+    // further off than 5× PyTorch's own float32 run where float32 cannot do better (sums of 10⁶ terms in
     // the stem, gradients that nearly cancel because a BatchNorm follows).
     const worst = { norm: { name: '', err: 0 }, max: { name: '', err: 0 } };
     const failures: string[] = [];
@@ -127,8 +127,8 @@ for (const c of cases) {
       const vanishing = absMax(want.data as Float32Array) < 1e-7;
       const torch32 = ref.get(`${spec.name}@torch32`)!.data as Float32Array;
       const [norm, max] = vanishing ? [0, 0] : [normErr(got, want.data as Float32Array), relErr(got, want.data as Float32Array)];
-      const [normTol, maxTol] = vanishing ? [0, 0] : [Math.max(1e-4, 3 * normErr(torch32, want.data as Float32Array)), Math.max(1e-4, 3 * relErr(torch32, want.data as Float32Array))];
-      if (vanishing) assert.ok(absMax(got) < 1e-5, `${spec.name} should vanish`);
+      const [normTol, maxTol] = vanishing ? [0, 0] : [Math.max(1e-4, 5 * normErr(torch32, want.data as Float32Array)), Math.max(1e-4, 5 * relErr(torch32, want.data as Float32Array))];
+      if (vanishing) assert.ok(absMax(got) <= Math.max(1e-5, 100 * absMax(torch32)), `${spec.name} should vanish: max ${absMax(got)} (PyTorch float32 ${absMax(torch32)})`);
       if (norm > worst.norm.err) worst.norm = { name: spec.name, err: norm };
       if (max > worst.max.err) worst.max = { name: spec.name, err: max };
       if (!(norm <= normTol && max <= maxTol)) failures.push(`${spec.name} norm ${norm.toExponential(2)} (allowed ${normTol.toExponential(2)}) max ${max.toExponential(2)} (allowed ${maxTol.toExponential(2)})`);
