@@ -3,7 +3,7 @@ import type { CommandModule } from 'yargs';
 import { UserError } from '../errors.ts';
 import { evaluateModel, writeEvaluation } from '../export/evaluate.ts';
 import { formatTable } from '../export/format.ts';
-import { EXECUTION_PROVIDERS, openInferenceModel, type ExecutionProvider } from '../export/runtime.ts';
+import { EXECUTION_PROVIDERS, openInferenceModel, quietRuntimeLog, type ExecutionProvider } from '../export/runtime.ts';
 
 interface Args { model: string; images: string; labels: string; 'out-dir': string; ep: string; 'batch-size': number; threads?: number; 'skip-bad-images': boolean }
 
@@ -21,6 +21,7 @@ export const evaluateCommand: CommandModule<object, Args> = {
     .option('skip-bad-images', { type: 'boolean', default: false, describe: 'Leave unreadable images out with a warning instead of stopping' }),
   handler: async (args) => {
     if (!(Number.isInteger(args['batch-size']) && args['batch-size'] > 0)) throw new UserError(`--batch-size ${args['batch-size']}: must be a positive integer such as 32`);
+    quietRuntimeLog();
     const model = await openInferenceModel(args.model, { ep: args.ep as ExecutionProvider, threads: args.threads });
     const bar = process.stderr.isTTY
       ? new cliProgress.SingleBar({ stream: process.stderr, format: 'evaluate |{bar}| {value}/{total} images [{duration_formatted}<{eta_formatted}]', hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic)

@@ -5,7 +5,7 @@ import type { CommandModule } from 'yargs';
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { csvLine, formatFloat } from '../export/format.ts';
-import { EXECUTION_PROVIDERS, listImageFiles, openInferenceModel, predictFiles, softmaxRows, type ExecutionProvider, type PredictedBatch } from '../export/runtime.ts';
+import { EXECUTION_PROVIDERS, listImageFiles, openInferenceModel, quietRuntimeLog, predictFiles, softmaxRows, type ExecutionProvider, type PredictedBatch } from '../export/runtime.ts';
 import { type InferenceMetadata } from '../export/metadata.ts';
 
 interface Args { model: string; images: string[]; out?: string; ep: string; 'batch-size': number; threads?: number; 'skip-bad-images': boolean }
@@ -33,6 +33,8 @@ function rowsOf(batch: PredictedBatch, meta: InferenceMetadata): Row[] {
 function columns(meta: InferenceMetadata): string[] {
   return [...(meta.task === 'classification' ? ['class'] : []), ...meta.outputNames, ...(meta.outputs.includes('domain_logit') ? ['domain_logit'] : [])];
 }
+
+const lastValue = <T>(v: T | T[]): T => (Array.isArray(v) ? v[v.length - 1] : v);
 
 const cell = (v: number | string) => (typeof v === 'number' ? formatFloat(v) : v);
 
@@ -71,18 +73,22 @@ export const predictCommand: CommandModule<object, Args> = {
   command: 'predict <images..>',
   describe: 'Predict with an exported model on image files or folders; CSV (or JSON) with one row per image',
   builder: (y) => y
+    // yargs fills a variadic positional through duplicate-argument arrays, which the CLI turns off
+    // globally (the last of a repeated flag wins); turn them back on here and keep last-wins per flag.
+    .parserConfiguration({ 'duplicate-arguments-array': true })
     .positional('images', { type: 'string', array: true, demandOption: true, describe: 'Image files and folders (a folder: its image files, not recursive)' })
-    .option('model', { type: 'string', demandOption: true, describe: 'Exported model (ort-dann export)' })
-    .option('out', { type: 'string', describe: 'Write predictions to this .csv or .json file (default: CSV on stdout)' })
-    .option('ep', { type: 'string', choices: [...EXECUTION_PROVIDERS], default: 'cpu', describe: 'ONNX Runtime execution provider' })
-    .option('batch-size', { type: 'number', default: 32, describe: 'Images per inference batch' })
-    .option('threads', { type: 'number', describe: 'Intra-op threads (default: one per core)' })
-    .option('skip-bad-images', { type: 'boolean', default: false, describe: 'Leave unreadable images out with a warning instead of stopping' }),
+    .option('model', { type: 'string', demandOption: true, coerce: lastValue, describe: 'Exported model (ort-dann export)' })
+    .option('out', { type: 'string', coerce: lastValue, describe: 'Write predictions to this .csv or .json file (default: CSV on stdout)' })
+    .option('ep', { type: 'string', choices: [...EXECUTION_PROVIDERS], default: 'cpu', coerce: lastValue, describe: 'ONNX Runtime execution provider' })
+    .option('batch-size', { type: 'number', default: 32, coerce: lastValue, describe: 'Images per inference batch' })
+    .option('threads', { type: 'number', coerce: lastValue, describe: 'Intra-op threads (default: one per core)' })
+    .option('skip-bad-images', { type: 'boolean', default: false, coerce: lastValue, describe: 'Leave unreadable images out with a warning instead of stopping' }),
   handler: async (args) => {
     const format = args.out === undefined ? 'csv' : extname(args.out).toLowerCase().slice(1);
     if (format !== 'csv' && format !== 'json') throw new UserError(`--out ${args.out}: name a .csv or .json file`);
     if (!(Number.isInteger(args['batch-size']) && args['batch-size'] > 0)) throw new UserError(`--batch-size ${args['batch-size']}: must be a positive integer such as 32`);
     const started = performance.now();
+    quietRuntimeLog();
     const model = await openInferenceModel(args.model, { ep: args.ep as ExecutionProvider, threads: args.threads });
     try {
       const files = await listImageFiles(args.images);

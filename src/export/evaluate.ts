@@ -3,6 +3,7 @@
  * (accuracy and mean cross-entropy for classification), with a prediction-vs-truth scatter plot per
  * output. Images and label rows are matched one to one by the data layer's folder validation.
  */
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { validateImageFolder } from '../data/folder.ts';
@@ -46,6 +47,8 @@ export interface EvaluateOptions {
 export async function evaluateModel(model: InferenceModel, imagesDir: string, labelsCsv: string, opts: EvaluateOptions = {}): Promise<Evaluation> {
   const meta = model.metadata;
   const K = meta.outputNames.length;
+  // The CSV is checked first: a wrong --labels path should not wait for a scan of every image.
+  if (!existsSync(labelsCsv)) throw new UserError(`--labels ${labelsCsv}: labels CSV not found; check the path`);
   const scan = await validateImageFolder(imagesDir, { labelsCsv, skipBadImages: opts.skipBadImages, label: '--images' });
   const columns = scan.outputNames!;
   const C = columns.length;

@@ -28,6 +28,14 @@ export interface OpenOptions {
   threads?: number;
 }
 
+/**
+ * Process-wide: ORT's own error log lines (e.g. a missing CUDA library) would repeat what the CLI
+ * reports as one-line errors; keep only fatal ones. Call before the first session is created.
+ */
+export function quietRuntimeLog(): void {
+  ort.env.logLevel = 'fatal';
+}
+
 /** Opens an exported model: checks it is ONNX with ort-dann metadata, then creates the session. */
 export async function openInferenceModel(file: string, opts: OpenOptions = {}): Promise<InferenceModel> {
   const metadata = readInferenceMetadata(readModelFile(file), file);
