@@ -77,12 +77,12 @@ export const predictCommand: CommandModule<object, Args> = {
     // globally (the last of a repeated flag wins); turn them back on here and keep last-wins per flag.
     .parserConfiguration({ 'duplicate-arguments-array': true })
     .positional('images', { type: 'string', array: true, demandOption: true, describe: 'Image files and folders (a folder: its image files, not recursive)' })
-    .option('model', { type: 'string', demandOption: true, coerce: lastValue, describe: 'Exported model (ort-dann export)' })
-    .option('out', { type: 'string', coerce: lastValue, describe: 'Write predictions to this .csv or .json file (default: CSV on stdout)' })
-    .option('ep', { type: 'string', choices: [...EXECUTION_PROVIDERS], default: 'cpu', coerce: lastValue, describe: 'ONNX Runtime execution provider' })
-    .option('batch-size', { type: 'number', default: 32, coerce: lastValue, describe: 'Images per inference batch' })
-    .option('threads', { type: 'number', coerce: lastValue, describe: 'Intra-op threads (default: one per core)' })
-    .option('skip-bad-images', { type: 'boolean', default: false, coerce: lastValue, describe: 'Leave unreadable images out with a warning instead of stopping' }),
+    .option('model', { type: 'string', demandOption: true, coerce: lastValue<string>, describe: 'Exported model (ort-dann export)' })
+    .option('out', { type: 'string', coerce: lastValue<string>, describe: 'Write predictions to this .csv or .json file (default: CSV on stdout)' })
+    .option('ep', { type: 'string', choices: [...EXECUTION_PROVIDERS], default: 'cpu', coerce: lastValue<string>, describe: 'ONNX Runtime execution provider' })
+    .option('batch-size', { type: 'number', default: 32, coerce: lastValue<number>, describe: 'Images per inference batch' })
+    .option('threads', { type: 'number', coerce: lastValue<number>, describe: 'Intra-op threads (default: one per core)' })
+    .option('skip-bad-images', { type: 'boolean', default: false, coerce: lastValue<boolean>, describe: 'Leave unreadable images out with a warning instead of stopping' }),
   handler: async (args) => {
     const format = args.out === undefined ? 'csv' : extname(args.out).toLowerCase().slice(1);
     if (format !== 'csv' && format !== 'json') throw new UserError(`--out ${args.out}: name a .csv or .json file`);
