@@ -122,7 +122,7 @@ export const predictCommand: CommandModule<object, Args> = {
       const seconds = (performance.now() - started) / 1000;
       if (skipped.length > 0) process.stderr.write(`ort-dann: warning: skipped ${skipped.length} unreadable image${skipped.length > 1 ? 's' : ''} (first: ${skipped[0]})\n`);
       const skipNote = skipped.length > 0 ? `, skipped ${skipped.length}` : '';
-      process.stderr.write(`predicted ${done} images${skipNote} in ${seconds.toFixed(1)} s (${(done / seconds).toFixed(1)} images/s)${args.out ? `; wrote ${args.out}` : ''}\n`);
+      process.stderr.write(`predicted ${done} image${done === 1 ? '' : 's'}${skipNote} in ${seconds.toFixed(1)} s (${(done / seconds).toFixed(1)} images/s)${args.out ? `; wrote ${args.out}` : ''}\n`);
     } finally {
       await model.release();
     }

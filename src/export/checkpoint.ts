@@ -42,19 +42,22 @@ export interface LoadedCheckpoint {
   sourceCommit?: string;
 }
 
-export async function loadCheckpoint(checkpoint: string, artifacts?: string): Promise<LoadedCheckpoint> {
+/** The checkpoint file `checkpoint` names: the path itself, or for a folder the first of CHECKPOINT_NAMES in it. */
+export function findCheckpointFile(checkpoint: string): string {
   let isDir: boolean;
   try {
     isDir = statSync(checkpoint).isDirectory();
   } catch {
     throw new UserError(`--checkpoint ${checkpoint}: no such file or folder; give a run directory (runs/<name>) or a .safetensors file`);
   }
-  let file = checkpoint;
-  if (isDir) {
-    const found = CHECKPOINT_NAMES.map((n) => join(checkpoint, n)).find((p) => existsSync(p));
-    if (!found) throw new UserError(`--checkpoint ${checkpoint}: the folder holds none of ${CHECKPOINT_NAMES.join(', ')}; point at a run directory or a .safetensors file`);
-    file = found;
-  }
+  if (!isDir) return checkpoint;
+  const found = CHECKPOINT_NAMES.map((n) => join(checkpoint, n)).find((p) => existsSync(p));
+  if (!found) throw new UserError(`--checkpoint ${checkpoint}: the folder holds none of ${CHECKPOINT_NAMES.join(', ')}; point at a run directory or a .safetensors file`);
+  return found;
+}
+
+export async function loadCheckpoint(checkpoint: string, artifacts?: string): Promise<LoadedCheckpoint> {
+  const file = findCheckpointFile(checkpoint);
   const manifestDir = artifacts ?? [dirname(file), dirname(dirname(file))].find((d) => existsSync(join(d, 'manifest.json')));
   if (!manifestDir || !existsSync(join(manifestDir, 'manifest.json'))) {
     throw new UserError(artifacts

@@ -21,6 +21,7 @@ import { encodeModel } from '../onnx/proto.ts';
 import { inferShapes } from '../onnx/shapes.ts';
 import { buildDann } from '../../tools/model/dann.ts';
 import { type Normalization } from '../data/normalization.ts';
+import { findCheckpointFile } from './checkpoint.ts';
 import { INPUT_NAME, ortDannVersion, sourceCommit, toMetadataProps, type GraphOutput, type InferenceMetadata } from './metadata.ts';
 
 export const EXPORT_OPSET = 17;
@@ -37,7 +38,7 @@ export interface ExportMetadataInput {
 
 export interface ExportOptions {
   manifest: Manifest;
-  /** The weights by state_dict key, or the path of a .safetensors checkpoint holding them. */
+  /** The weights by state_dict key, or a .safetensors file or run directory holding them (see findCheckpointFile). */
   checkpoint: Map<string, Tensor> | string;
   out: string;
   withDomain?: boolean;
@@ -56,8 +57,9 @@ export interface ExportResult {
 /** Writes the inference model to `opts.out` atomically (a reader never sees a partial file). */
 export async function exportInferenceModel(opts: ExportOptions): Promise<ExportResult> {
   const { config } = opts.manifest;
-  const weights = typeof opts.checkpoint === 'string' ? (await readSafetensors(opts.checkpoint)).tensors : opts.checkpoint;
-  const where = typeof opts.checkpoint === 'string' ? opts.checkpoint : 'the checkpoint';
+  const file = typeof opts.checkpoint === 'string' ? findCheckpointFile(opts.checkpoint) : undefined;
+  const weights = file ? (await readSafetensors(file)).tensors : opts.checkpoint as Map<string, Tensor>;
+  const where = file ?? 'the checkpoint';
   const { graph, foldedBatchNorms } = buildInferenceGraph(config, weights, { withDomain: opts.withDomain, where });
   const metadata: InferenceMetadata = {
     modelName: config.name,

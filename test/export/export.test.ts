@@ -10,7 +10,7 @@ import { before, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import * as ortWeb from 'onnxruntime-web';
 import { IMAGENET_NORMALIZATION } from '../../src/data/normalization.ts';
-import { EXPORT_IR_VERSION, EXPORT_OPSET } from '../../src/export/export.ts';
+import { EXPORT_IR_VERSION, EXPORT_OPSET, exportInferenceModel } from '../../src/export/export.ts';
 import { readInferenceMetadata } from '../../src/export/metadata.ts';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
 import { Graph } from '../../src/onnx/graph.ts';
@@ -156,6 +156,10 @@ test('ort-dann export: run directory, recorded normalization, errors', async () 
   const exported = await runOrt(out, { images: imageTensor() });
   const direct = await runOrt(join(dir, 'parity.onnx'), { images: imageTensor() });
   assert.deepEqual(exported.prediction, direct.prediction, 'same weights, same model');
+  // The library takes the run directory as a checkpoint path too.
+  const viaPath = join(dir, 'via-path.onnx');
+  await exportInferenceModel({ manifest: fx.manifest, checkpoint: run, out: viaPath, metadata: { normalization: IMAGENET_NORMALIZATION } });
+  assert.deepEqual((await runOrt(viaPath, { images: imageTensor() })).prediction, direct.prediction);
 
   const empty = join(dir, 'empty-run');
   mkdirSync(empty);

@@ -1,0 +1,171 @@
+/**
+ * Inference speed of the exported model against the same network exported by torch.onnx.export
+ * (opset 17, eval mode, same weights), both run by onnxruntime-node with the same session options:
+ *   npm run bench -- export [--image-size 128 --image-size 256] [--batch 32] [--runs 5] [--warmup 1]
+ *     [--rounds 2] [--threads N] [--backbone resnet34|resnet18] [--json]
+ *   node --import tsx bench/export.ts [same options]
+ * The two models take turns in blocks (one session at a time, so neither's idle thread pool competes
+ * with the other's run), `--rounds` times; images/s is the median over all timed runs of a model.
+ * Both models are checked to compute the same outputs before timing.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import { UserError } from '../src/errors.ts';
+import { exportInferenceModel } from '../src/export/export.ts';
+import { Graph } from '../src/onnx/graph.ts';
+import { readModelFile } from '../src/onnx/proto.ts';
+import { buildArtifacts } from '../tools/build-artifacts.ts';
+import { makeConfig } from '../tools/model/config.ts';
+import { PY_SAFETENSORS, runPythonFile } from '../test/io/python.ts';
+
+export interface ExportBenchRow {
+  image_size: number;
+  backbone: string;
+  batch: number;
+  threads: number;
+  /** Timed runs per model (rounds × runs). */
+  runs: number;
+  ours_images_per_s: number;
+  torch_images_per_s: number;
+  /** ours / torch (> 1: ours is faster). */
+  ratio: number;
+  ours_nodes: number;
+  torch_nodes: number;
+  /** max |ours − torch| / max |torch| over the batch's predictions. */
+  max_rel_diff: number;
+  /** 1-minute load average before the config ran: other work on the machine skews the figures. */
+  load_avg: number;
+}
+
+interface Options {
+  sizes: number[];
+  batch: number;
+  runs: number;
+  warmup: number;
+  rounds: number;
+  threads: number;
+  backbone: 'resnet18' | 'resnet34';
+  json: boolean;
+}
+
+function parse(argv: string[]): Options {
+  const values = (name: string) => argv.flatMap((a, i) => (a === name ? [argv[i + 1]] : []));
+  const count = (name: string, fallback: number, min: number) => {
+    const raw = values(name).at(-1);
+    const v = raw === undefined ? fallback : Number(raw);
+    if (!Number.isInteger(v) || v < min) throw new UserError(`${name} needs an integer ≥ ${min}, got ${raw}`);
+    return v;
+  };
+  const sizes = values('--image-size').map(Number);
+  if (sizes.some((s) => !Number.isInteger(s) || s < 1)) throw new UserError(`--image-size needs a size in pixels such as 128 or 256, got ${values('--image-size').join(', ')}`);
+  const backbone = values('--backbone').at(-1) ?? 'resnet34';
+  if (backbone !== 'resnet18' && backbone !== 'resnet34') throw new UserError(`--backbone ${backbone}: choose resnet18 or resnet34`);
+  return {
+    sizes: sizes.length > 0 ? sizes : [128, 256],
+    batch: count('--batch', 32, 1),
+    runs: count('--runs', 5, 1),
+    warmup: count('--warmup', 1, 0),
+    rounds: count('--rounds', 2, 1),
+    threads: count('--threads', availableParallelism(), 1),
+    backbone,
+    json: argv.includes('--json'),
+  };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** Seconds per timed run of `file` on `input`, and its last output. */
+async function timeModel(file: string, input: ort.Tensor, o: Options): Promise<{ seconds: number[]; prediction: Float32Array }> {
+  const session = await ort.InferenceSession.create(file, { intraOpNumThreads: o.threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+  try {
+    let out = await session.run({ images: input });
+    for (let k = 1; k < o.warmup; k++) out = await session.run({ images: input });
+    const seconds: number[] = [];
+    for (let k = 0; k < o.runs; k++) {
+      const t0 = performance.now();
+      out = await session.run({ images: input });
+      seconds.push((performance.now() - t0) / 1000);
+    }
+    return { seconds, prediction: out.prediction.data as Float32Array };
+  } finally {
+    await session.release();
+  }
+}
+
+function relDiff(a: Float32Array, b: Float32Array): number {
+  let diff = 0;
+  let scale = 0;
+  for (let k = 0; k < b.length; k++) {
+    diff = Math.max(diff, Math.abs(a[k] - b[k]));
+    scale = Math.max(scale, Math.abs(b[k]));
+  }
+  return diff / Math.max(scale, 1e-30);
+}
+
+export async function benchExport(argv: string[]): Promise<ExportBenchRow[]> {
+  const o = parse(argv);
+  const root = await mkdtemp(join(tmpdir(), 'ort-dann-bench-export-'));
+  const rows: ExportBenchRow[] = [];
+  try {
+    const codec = join(root, 'codec.py');
+    await writeFile(codec, PY_SAFETENSORS);
+    if (!o.json) console.log(`export bench: ${o.backbone}, batch ${o.batch}, ${o.threads} threads, median of ${o.rounds}×${o.runs} runs per model after ${o.warmup} warm-up`);
+    for (const size of o.sizes) {
+      const dir = join(root, `${size}px`);
+      const config = makeConfig({ imageSize: size, backbone: o.backbone });
+      const manifest = await buildArtifacts({ config, out: dir, weights: 'none', weightsCache: root, seed: 0 });
+      const ours = join(dir, 'ours.onnx');
+      const torch = join(dir, 'torch.onnx');
+      await exportInferenceModel({ manifest, checkpoint: join(dir, 'checkpoint.safetensors'), out: ours, metadata: { normalization: { kind: 'none' } } });
+      runPythonFile(new URL('../src/export/torch_dann.py', import.meta.url).pathname, ['export', dir, join(dir, 'checkpoint.safetensors'), torch, codec]);
+
+      const data = new Float32Array(o.batch * 3 * size * size);
+      for (let i = 0; i < data.length; i++) data[i] = ((i * 2654435761) % 1000) / 1000;
+      const input = new ort.Tensor('float32', data, [o.batch, 3, size, size]);
+      const load = loadavg()[0];
+      if (load > 0.5) console.error(`export bench: load average ${load.toFixed(2)} before ${size} px: other work shares the cores, figures will be low and noisy`);
+      const times = { ours: [] as number[], torch: [] as number[] };
+      let diff = 0;
+      for (let round = 0; round < o.rounds; round++) {
+        const a = await timeModel(ours, input, o);
+        const b = await timeModel(torch, input, o);
+        times.ours.push(...a.seconds);
+        times.torch.push(...b.seconds);
+        diff = relDiff(a.prediction, b.prediction);
+      }
+      if (!(diff < 1e-3)) throw new Error(`export bench: the two models disagree (relative difference ${diff}); they are not the same network`);
+      const nodes = (file: string) => Graph.fromModel(readModelFile(file)).nodes.length;
+      const row: ExportBenchRow = {
+        image_size: size, backbone: o.backbone, batch: o.batch, threads: o.threads, runs: o.rounds * o.runs,
+        ours_images_per_s: o.batch / median(times.ours), torch_images_per_s: o.batch / median(times.torch), ratio: 0,
+        ours_nodes: nodes(ours), torch_nodes: nodes(torch), max_rel_diff: diff, load_avg: load,
+      };
+      row.ratio = row.ours_images_per_s / row.torch_images_per_s;
+      rows.push(row);
+      if (o.json) console.log(JSON.stringify(row));
+      else {
+        console.log(`${size} px: ours ${row.ours_images_per_s.toFixed(1)} img/s (${row.ours_nodes} nodes), torch.onnx.export ${row.torch_images_per_s.toFixed(1)} img/s (${row.torch_nodes} nodes), `
+          + `ratio ${row.ratio.toFixed(3)}; outputs agree to ${diff.toExponential(1)}; load average ${load.toFixed(2)} before`);
+      }
+    }
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  try {
+    await benchExport(process.argv.slice(2));
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    console.error(`bench: ${e.message}`);
+    process.exitCode = 1;
+  }
+}
