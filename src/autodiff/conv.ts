@@ -17,10 +17,17 @@ export interface ConvGeometry {
 }
 
 export type DxRecipe = 'flipped-conv' | 'conv-transpose' | 'single-window';
-export type DwRecipe = 'per-tap-matmul' | 'dilated-conv' | 'single-window';
+export type DwRecipe = 'per-tap-matmul' | 'dilated-conv' | 'single-window' | 'im2col-gemm';
 
 /** The per-layer choice. Measured winners: flip for stride 1, ConvTranspose for strided, one MatMul for 1×1 maps. */
 export function chooseConvRecipes(geo: ConvGeometry): { dx: DxRecipe; dw: DwRecipe } {
+  return convRecipePolicy.choose(geo);
+}
+
+/** Replaceable so bench/ can time every recipe on the same graphs; the default is the measured best. */
+export const convRecipePolicy = { choose: defaultRecipes };
+
+function defaultRecipes(geo: ConvGeometry): { dx: DxRecipe; dw: DwRecipe } {
   const singleOut = geo.OH === 1 && geo.OW === 1 && geo.dilations[0] === 1 && geo.dilations[1] === 1;
   const unitStride = geo.strides[0] === 1 && geo.strides[1] === 1;
   const flipPads = flippedPads(geo);
@@ -97,6 +104,19 @@ export function convWeightGrad(c: GradContext, geo: ConvGeometry, recipe: DwReci
     const cols = c.op('Reshape', [window, c.b.ints([-1, C * kh * kw])]);
     const dw = c.op('Gemm', [c.op('Reshape', [go, c.b.ints([-1, K])]), cols], { transA: 1 });
     return c.op('Reshape', [dw, c.b.ints([K, C, kh, kw])]);
+  }
+  if (recipe === 'im2col-gemm') {
+    // im2col by a depthwise Conv with a constant one-hot kernel (channel c·T+t copies tap t of channel c),
+    // so stride, padding and dilation come from the Conv itself; then one GEMM over batch and positions.
+    const taps = kh * kw;
+    const onehot = new Float32Array(C * taps * taps);
+    for (let ch = 0; ch < C; ch++) for (let t = 0; t < taps; t++) onehot[(ch * taps + t) * taps + t] = 1;
+    const cols = c.op('Conv', [x, c.b.constant('float', onehot, [C * taps, 1, kh, kw])], {
+      group: C, kernel_shape: [kh, kw], strides: [...strides], dilations: [...dilations], pads: [...pads],
+    });
+    const colsT = c.op('Reshape', [c.op('Transpose', [cols], { perm: [1, 0, 2, 3] }), c.b.ints([C * taps, -1])]);
+    const d = c.op('Reshape', [c.op('Transpose', [go], { perm: [1, 0, 2, 3] }), c.b.ints([K, -1])]);
+    return c.op('Reshape', [c.op('Gemm', [d, colsT], { transB: 1 }), c.b.ints([K, C, kh, kw])]);
   }
   if (recipe === 'dilated-conv') {
     // dW[k,c] = X[c] ⋆ dY[k] over the batch: a Conv with the batch as channels, stride↔dilation swapped.

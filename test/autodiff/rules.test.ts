@@ -170,3 +170,26 @@ test('Dropout with a drawn mask: dX = dY · mask / (1 − ratio), with the mask 
   assert.ok(m.some((v) => v === 0) && m.some((v) => v === 1), 'the mask should drop some and keep some');
   for (let k = 0; k < 42; k++) assert.ok(Math.abs(dx[k] - (m[k] ? R[k] / 0.7 : 0)) < 1e-6);
 });
+
+test('every conv backward recipe matches finite differences on strided, padded, dilated and odd shapes', async () => {
+  const { convRecipePolicy } = await import('../../src/autodiff/conv.ts');
+  const original = convRecipePolicy.choose;
+  const geometries: [number[], number[], Record<string, number[]>][] = [
+    [[2, 5, 7, 7], [4, 5, 3, 3], { pads: [1, 1, 1, 1], strides: [2, 2] }],
+    [[1, 6, 9, 8], [3, 6, 3, 2], { pads: [0, 1, 2, 0] }],
+    [[1, 6, 10, 10], [3, 6, 3, 3], { strides: [3, 3], dilations: [2, 2], pads: [1, 1, 1, 1] }],
+    [[2, 3, 11, 11], [4, 3, 7, 7], { pads: [3, 3, 3, 3], strides: [2, 2] }],
+  ];
+  try {
+    for (const dw of ['per-tap-matmul', 'dilated-conv', 'im2col-gemm'] as const) {
+      for (const dx of ['conv-transpose', 'flipped-conv'] as const) {
+        convRecipePolicy.choose = (geo) => ({ dw, dx: dx === 'flipped-conv' && (geo.strides[0] > 1 || geo.strides[1] > 1) ? 'conv-transpose' : dx });
+        for (const [x, w, attrs] of geometries) {
+          await checkGradients({ inputs: { X: x, W: w }, build: (b) => b.op('Conv', ['X', 'W'], attrs) });
+        }
+      }
+    }
+  } finally {
+    convRecipePolicy.choose = original;
+  }
+});
