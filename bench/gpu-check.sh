@@ -70,9 +70,8 @@ for ep in $eps; do
   if [ "$left" -lt 60 ]; then say "$ep: skipped, the 5-minute budget is spent"; continue; fi
   if [ "$ep" != cpu ]; then
     # Which nodes the provider takes (the rest fall back to the CPU), and whether it starts at all.
-    [ -e artifacts/resnet34-dann-128px/manifest.json ] || "$node" bin/ort-dann.js build-artifacts --image-size 128 >>"$log" 2>&1
     say "$ep placement of training_model.onnx (128 px):"
-    if ! timeout 60 "$node" --import tsx bench/lib/placement.ts artifacts/resnet34-dann-128px/training_model.onnx "$ep" 2>&1 | tee -a "$log" | sed 's/^/#   /'; then
+    if ! timeout 60 "$node" --import tsx bench/lib/placement.ts "$ep" 128 2>&1 | tee -a "$log" | sed 's/^/#   /'; then
       say "$ep: the provider does not start here; skipping its bench"
       continue
     fi

@@ -107,7 +107,7 @@ function parse(argv: string[]): Options {
 }
 
 /** The artifacts of the default model at this size, built once (seeded init) when missing. */
-async function artifactsFor(root: string, size: number, quiet: boolean): Promise<string> {
+export async function artifactsFor(root: string, size: number, quiet: boolean): Promise<string> {
   const config = makeConfig({ imageSize: size });
   const dir = join(root, `${config.name}-${size}px`);
   if (!existsSync(join(dir, 'manifest.json'))) {
