@@ -21,7 +21,7 @@ import { type ExecutionProvider, TrainingSession } from '../training/session.ts'
 import type { BatchSource } from '../training/types.ts';
 import { buildArtifacts } from '../../tools/build-artifacts.ts';
 import { makeConfig } from '../../tools/model/config.ts';
-import { writeFileAtomic } from '../io/atomic.ts';
+import { recoverAtomicDir, writeFileAtomic } from '../io/atomic.ts';
 import { defaultArtifactsDir } from './build-artifacts.ts';
 
 const num = (describe: string, extra: Partial<Options> = {}): Options => ({ type: 'number', describe, ...extra });
@@ -103,13 +103,17 @@ function resolveArgs(a: Args): Resolved {
   if (r.sourceSize < r.batchSize) throw new UserError(`--source-size ${r.sourceSize} is smaller than --batch-size ${r.batchSize}; an epoch needs at least one batch`);
   if (r.valSize < r.batchSize) throw new UserError(`--val-size ${r.valSize} is smaller than --batch-size ${r.batchSize}; validation needs at least one batch`);
   if (Number(a['lambda-domain']) < 0 || !Number.isFinite(Number(a['lambda-domain']))) throw new UserError(`--lambda-domain ${a['lambda-domain']}: must be a number ≥ 0`);
+  if (a.lr !== 'auto' && !(Number(a.lr) > 0 && Number.isFinite(Number(a.lr)))) throw new UserError(`--lr ${a.lr}: give a positive number such as 2e-3, or 'auto'`);
   return r;
 }
 
 async function artifactsFor(a: Args, r: Resolved): Promise<string> {
   if (a.artifacts) {
     const dir = String(a.artifacts);
-    readManifest(dir);
+    const built = readManifest(dir).config.imageSize;
+    if (a['image-size'] !== undefined && Number(a['image-size']) !== built) {
+      throw new UserError(`--image-size ${a['image-size']}: the --artifacts ${dir} are built for ${built} px; drop --image-size, or build ${a['image-size']} px artifacts with \`ort-dann build-artifacts --image-size ${a['image-size']}\``);
+    }
     return dir;
   }
   const config = makeConfig({ imageSize: r.imageSize });
@@ -186,12 +190,22 @@ async function prepare(a: Args): Promise<Prepared> {
 export async function runTrain(a: Args): Promise<void> {
   const resolved = resolveArgs(a);
   const resumeFrom = join(resolve(resolved.runDir), 'latest');
+  // A run killed between the two renames of a checkpoint swap left <dir>.old-/.tmp-<pid>; put the checkpoints back first.
+  if (a.resume) for (const dir of [resumeFrom, join(resolve(resolved.runDir), 'best')]) await recoverAtomicDir(dir);
   if (a.resume && !existsSync(join(resumeFrom, 'model.safetensors'))) throw new UserError(`--resume: ${resumeFrom} holds no checkpoint; start without --resume or give the --run-dir of an earlier run`);
   if (!a.resume && existsSync(join(resumeFrom, 'model.safetensors'))) throw new UserError(`--run-dir ${resolved.runDir} already holds a run; pass --resume to continue it or choose another --run-name`);
   const p = await prepare(a);
   const { r, seed, artifacts, manifest, runDir, source, sourceVal, session, noDomain } = p;
   const S = manifest.config.imageSize;
   try {
+    if (a.resume && existsSync(join(runDir, 'manifest.json'))) {
+      // The checkpoint may even load into other artifacts (same shapes at another image size) and then train on other inputs.
+      const was = readManifest(runDir).config;
+      const describe = (c: typeof was) => `${c.backbone} at ${c.imageSize} px (${c.outputs.join(', ')})`;
+      if (describe(was) !== describe(manifest.config) || was.task !== manifest.config.task) {
+        throw new UserError(`--resume: ${r.runDir} was trained with ${describe(was)}, but --artifacts ${artifacts} are ${describe(manifest.config)}; resume with the run's artifacts or start a new run`);
+      }
+    }
     await mkdir(runDir, { recursive: true });
     const log = pino({ level: 'info' }, pino.destination({ dest: join(runDir, 'train.log'), sync: false, mkdir: true }));
     let resume: ResumeState | undefined;
@@ -203,7 +217,6 @@ export async function runTrain(a: Args): Promise<void> {
       baseLr = await findLr(p, Number(a['lambda-domain']));
     } else {
       baseLr = Number(a.lr);
-      if (!(baseLr > 0)) throw new UserError(`--lr ${a.lr}: give a positive number such as 2e-3, or 'auto'`);
     }
     const plan = fineTuneDannPlan({ epochs: r.epochs, freezeEpochs: r.freezeEpochs, baseLr, lrMult: Number(a['lr-mult']), nGroups: session.groupCount, nIter });
     const monitor = String(a.monitor);
