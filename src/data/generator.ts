@@ -115,6 +115,8 @@ function readTarget(target: unknown, where: string): number[] {
   if (values.length === 0) throw new UserError(`${where}: target is empty; return at least one number`);
   values.forEach((v, i) => {
     if (typeof v !== 'number' || !Number.isFinite(v)) throw new UserError(`${where}: target[${i}] is ${v}; every target must be a finite number`);
+    // Targets are trained as float32, where a larger double becomes Infinity.
+    if (!Number.isFinite(Math.fround(v))) throw new UserError(`${where}: target[${i}] is ${v}, beyond the float32 range (±3.4e38) the model trains in; return a smaller number`);
   });
   return values;
 }
@@ -175,7 +177,7 @@ export async function createGenerator(config: GeneratorConfig): Promise<SampleGe
     try {
       result = await generate({ rng: root.at(index), size, index });
     } catch (e) {
-      throw new UserError(`${spec.label}: generate() threw for sample ${index}: ${errorText(e)}`);
+      throw new UserError(`${spec.label}: generate() threw for sample ${index}: ${errorText(e)}; fix the module`);
     }
     if (!result || typeof result !== 'object' || !('image' in result) || !('target' in result)) {
       throw new UserError(`${where}: generate() returned ${typeName(result)}; return an object { image, target }`);

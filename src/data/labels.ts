@@ -101,6 +101,8 @@ export function parseLabelsCsv(text: string, file: string): LabelTable {
       }
       const v = Number(f);
       if (!Number.isFinite(v)) throw new UserError(`${where}: ${outputNames[k]} is "${f}", which overflows to infinity; fix the value`);
+      // Labels are trained as float32: a larger double would become Infinity there.
+      if (!Number.isFinite(Math.fround(v))) throw new UserError(`${where}: ${outputNames[k]} is "${f}", beyond the float32 range (±3.4e38) the model trains in; fix the value`);
       return v;
     });
     rows.push({ name, line, values });

@@ -3,7 +3,7 @@
  * inputs and outputs with a role, dtype and shape; parameters and their groups; the model config.
  * The runtime never guesses a name.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { type Dim } from './graph.ts';
@@ -74,19 +74,22 @@ export interface Manifest {
 
 export function readManifest(dir: string): Manifest {
   const path = join(dir, 'manifest.json');
+  // The hint names the installed CLI (`npm run` works only inside this repository).
+  const rebuild = `rebuild the artifacts with \`ort-dann build-artifacts --out ${dir}\``;
+  if (!existsSync(dir)) throw new UserError(`--artifacts ${dir}: no such folder; check the path, or build artifacts there with \`ort-dann build-artifacts --out ${dir}\``);
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch {
-    throw new UserError(`${path} is missing; run \`npm run build-artifacts -- --out ${dir}\` first`);
+    throw new UserError(`${path} is missing; ${rebuild}`);
   }
   let m: Manifest;
   try {
     m = JSON.parse(text);
   } catch {
-    throw new UserError(`${path} is not valid JSON; rebuild the artifacts with \`npm run build-artifacts -- --out ${dir}\``);
+    throw new UserError(`${path} is not valid JSON; ${rebuild}`);
   }
-  if (m.format !== MANIFEST_FORMAT) throw new UserError(`${path} is not an ort-dann artifacts manifest; rebuild with \`npm run build-artifacts -- --out ${dir}\``);
-  if (m.formatVersion !== MANIFEST_VERSION) throw new UserError(`${path} has format version ${m.formatVersion}, this ort-dann reads version ${MANIFEST_VERSION}; rebuild with \`npm run build-artifacts -- --out ${dir}\``);
+  if (m.format !== MANIFEST_FORMAT) throw new UserError(`${path} is not an ort-dann artifacts manifest; ${rebuild}`);
+  if (m.formatVersion !== MANIFEST_VERSION) throw new UserError(`${path} has format version ${m.formatVersion}, this ort-dann reads version ${MANIFEST_VERSION}; ${rebuild}`);
   return m;
 }

@@ -144,6 +144,8 @@ export class TrackedRun {
         reporter: o.reporter,
         userAgent: USER_AGENT,
       });
+      // The retry back-off timers are unref'd; without a ref'd handle, node would exit (status 13) mid-wait, as in sync.ts.
+      const keepAlive = setInterval(() => {}, 1 << 30);
       try {
         const up = await api.upsertBucket(upsertVariablesFor(record), o.timing.startAttempts);
         server = sessionTarget(up, s.appUrl);
@@ -154,6 +156,8 @@ export class TrackedRun {
         api = undefined;
         if (!(e instanceof UnreachableError)) throw e;
         o.reporter.warn(`cannot reach W&B at ${s.baseUrl} (${oneLine(e.message, 160)}); logging offline, upload later with: ort-dann wandb-sync ${o.runDir}`);
+      } finally {
+        clearInterval(keepAlive);
       }
     }
     const writer = new AtomicWriter((path, e) => o.reporter.warnOnce(`write-${path}`, `cannot write ${path} (${e.message})`));

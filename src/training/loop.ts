@@ -156,10 +156,15 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     for (const [name, src] of Object.entries(sources)) if (src?.seek && o.resume.sources[name] !== undefined) src.seek(o.resume.sources[name]);
   }
 
-  const saveLatest = () => session.saveCheckpoint(join(o.runDir, 'latest'), {
-    step: state.step, best: best?.value, bestEpoch: best?.epoch,
-    sources: Object.fromEntries(Object.entries(sources).filter(([, s]) => s?.position !== undefined).map(([k, s]) => [k, s!.position!])),
-  } satisfies ResumeState);
+  // A resumed run starts from a saved latest checkpoint; a new one has none until its first save.
+  let latestSaved = o.resume !== undefined;
+  const saveLatest = async () => {
+    await session.saveCheckpoint(join(o.runDir, 'latest'), {
+      step: state.step, best: best?.value, bestEpoch: best?.epoch,
+      sources: Object.fromEntries(Object.entries(sources).filter(([, s]) => s?.position !== undefined).map(([k, s]) => [k, s!.position!])),
+    } satisfies ResumeState);
+    latestSaved = true;
+  };
 
   let fitError: unknown;
   let currentPhase = -1;
@@ -194,7 +199,9 @@ export async function fit(o: FitOptions): Promise<FitResult> {
           skipped++;
           process.stderr.write(`ort-dann: warning: step ${step + 1}: the loss or a gradient is NaN/Inf; batch skipped (${skipped} so far)\n`);
         } else {
-          throw new UserError(`step ${step + 1}: the loss is ${losses.loss} or a gradient is NaN/Inf; training stopped, the last good checkpoint is ${join(o.runDir, 'latest')} (lower --lr, check labels, or pass --on-nan skip)`);
+          const what = Number.isFinite(losses.loss) ? `a gradient is NaN/Inf (the loss is ${losses.loss})` : `the loss is ${losses.loss}`;
+          const kept = latestSaved ? `; the last good checkpoint is ${join(o.runDir, 'latest')}` : ' before the first checkpoint';
+          throw new UserError(`step ${step + 1}: ${what}; training stopped${kept} (lower --lr, check labels, or pass --on-nan skip)`);
         }
       } else {
         await session.runOptimizerStep(point.hypers);
