@@ -9,7 +9,7 @@
  * a plain mirror, refreshed with one memcpy after the parameters change; graph inputs are views into it.
  */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { writeDirAtomic } from '../io/atomic.ts';
@@ -97,14 +97,16 @@ function sessionOptions(ep: ExecutionProvider, threads: number | undefined): ort
 }
 
 async function openSession(file: string, ep: ExecutionProvider, threads: number | undefined): Promise<ort.InferenceSession> {
-  if (!existsSync(file)) throw new UserError(`${file} is missing; rebuild the artifacts with \`npm run build-artifacts\``);
+  // The hint names the folder: a bare `build-artifacts` would write the default folder, not this one.
+  const rebuild = `rebuild the artifacts with \`ort-dann build-artifacts --out ${dirname(file)}\``;
+  if (!existsSync(file)) throw new UserError(`${file} is missing; ${rebuild}`);
   try {
     return await ort.InferenceSession.create(file, sessionOptions(ep, threads));
   } catch (e) {
     const message = (e as Error).message ?? String(e);
     if (ep === 'cuda' && /cuda|provider|libonnxruntime_providers/i.test(message)) throw new UserError(`--ep cuda: the CUDA execution provider is not installed in onnxruntime-node; ${CUDA_INSTALL_HINT}`);
     if (ep !== 'cpu' && /backend|provider|not (found|supported|available)/i.test(message)) throw new UserError(`--ep ${ep}: this onnxruntime-node build cannot use ${ep} (${message.split('\n')[0]}); use --ep cpu`);
-    throw new UserError(`${file} cannot be loaded by ONNX Runtime (${message.split('\n')[0]}); rebuild the artifacts with \`npm run build-artifacts\``);
+    throw new UserError(`${file} cannot be loaded by ONNX Runtime (${message.split('\n')[0]}); ${rebuild}`);
   }
 }
 
