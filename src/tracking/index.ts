@@ -71,6 +71,9 @@ export interface Tracking {
 export async function createTracking(opts: TrackingOptions): Promise<Tracking> {
   const settings = await resolveSettings(opts);
   const reporter = new Reporter(opts.logger ?? stderrLogger, settings.secret);
+  // Free text the user typed goes to W&B and the run journal like the config: scrub a pasted key from it too.
+  for (const k of ['name', 'notes', 'group', 'jobType'] as const) if (settings[k] !== undefined) settings[k] = reporter.redact(settings[k]!);
+  settings.tags = settings.tags.map((t) => reporter.redact(t));
   const clock = opts.clock ?? systemClock;
   const startMs = clock.now();
   const config = redactDeep(opts.config ?? {}, reporter) as Record<string, unknown>;
