@@ -2,12 +2,15 @@
  * Inference speed of the exported model against the same network exported by torch.onnx.export
  * (opset 17, eval mode, same weights), both run by onnxruntime-node with the same session options:
  *   npm run bench -- export [--image-size 128 --image-size 256] [--batch 32] [--runs 5] [--warmup 1]
- *     [--rounds 2] [--threads N] [--backbone resnet34|resnet18] [--json]
+ *     [--rounds 2] [--threads N] [--backbone resnet34|resnet18] [--python /usr/bin/python3] [--json]
  *   node --import tsx bench/export.ts [same options]
  * The two models take turns in blocks (one session at a time, so neither's idle thread pool competes
- * with the other's run), `--rounds` times; images/s is the median over all timed runs of a model.
+ * with the other's run), `--rounds` times, alternating which goes first; images/s is the median over
+ * all timed runs of a model.
  * Both models are checked to compute the same outputs before timing.
  */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +22,7 @@ import { Graph } from '../src/onnx/graph.ts';
 import { readModelFile } from '../src/onnx/proto.ts';
 import { buildArtifacts } from '../tools/build-artifacts.ts';
 import { makeConfig } from '../tools/model/config.ts';
-import { PY_SAFETENSORS, runPythonFile } from '../test/io/python.ts';
+import { PY_SAFETENSORS } from '../test/io/python.ts';
 
 export interface ExportBenchRow {
   image_size: number;
@@ -49,6 +52,8 @@ interface Options {
   threads: number;
   backbone: 'resnet18' | 'resnet34';
   json: boolean;
+  /** Python with torch and torchvision, for torch.onnx.export. */
+  python: string;
 }
 
 function parse(argv: string[]): Options {
@@ -72,6 +77,7 @@ function parse(argv: string[]): Options {
     threads: count('--threads', availableParallelism(), 1),
     backbone,
     json: argv.includes('--json'),
+    python: values('--python').at(-1) ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'),
   };
 }
 
@@ -80,8 +86,10 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
+interface Timed { seconds: number[]; prediction: Float32Array }
+
 /** Seconds per timed run of `file` on `input`, and its last output. */
-async function timeModel(file: string, input: ort.Tensor, o: Options): Promise<{ seconds: number[]; prediction: Float32Array }> {
+async function timeModel(file: string, input: ort.Tensor, o: Options): Promise<Timed> {
   const session = await ort.InferenceSession.create(file, { intraOpNumThreads: o.threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
   try {
     let out = await session.run({ images: input });
@@ -123,7 +131,8 @@ export async function benchExport(argv: string[]): Promise<ExportBenchRow[]> {
       const ours = join(dir, 'ours.onnx');
       const torch = join(dir, 'torch.onnx');
       await exportInferenceModel({ manifest, checkpoint: join(dir, 'checkpoint.safetensors'), out: ours, metadata: { normalization: { kind: 'none' } } });
-      runPythonFile(new URL('../src/export/torch_dann.py', import.meta.url).pathname, ['export', dir, join(dir, 'checkpoint.safetensors'), torch, codec]);
+      const py = spawnSync(o.python, [new URL('../src/export/torch_dann.py', import.meta.url).pathname, 'export', dir, join(dir, 'checkpoint.safetensors'), torch, codec], { encoding: 'utf8' });
+      if (py.status !== 0) throw new UserError(`--python ${o.python}: torch.onnx.export failed (${py.error?.message ?? py.stderr.trim().split('\n').at(-1)}); it needs torch and torchvision`);
 
       const data = new Float32Array(o.batch * 3 * size * size);
       for (let i = 0; i < data.length; i++) data[i] = ((i * 2654435761) % 1000) / 1000;
@@ -131,13 +140,17 @@ export async function benchExport(argv: string[]): Promise<ExportBenchRow[]> {
       const load = loadavg()[0];
       if (load > 0.5) console.error(`export bench: load average ${load.toFixed(2)} before ${size} px: other work shares the cores, figures will be low and noisy`);
       const times = { ours: [] as number[], torch: [] as number[] };
+      const perRound: string[] = [];
       let diff = 0;
       for (let round = 0; round < o.rounds; round++) {
-        const a = await timeModel(ours, input, o);
-        const b = await timeModel(torch, input, o);
-        times.ours.push(...a.seconds);
-        times.torch.push(...b.seconds);
-        diff = relDiff(a.prediction, b.prediction);
+        // Alternate which model goes first, so a drift in machine speed does not favour one of them.
+        const order = round % 2 === 0 ? (['ours', 'torch'] as const) : (['torch', 'ours'] as const);
+        const got: Partial<Record<'ours' | 'torch', Timed>> = {};
+        for (const who of order) got[who] = await timeModel(who === 'ours' ? ours : torch, input, o);
+        times.ours.push(...got.ours!.seconds);
+        times.torch.push(...got.torch!.seconds);
+        perRound.push(`${(o.batch / median(got.ours!.seconds)).toFixed(1)}/${(o.batch / median(got.torch!.seconds)).toFixed(1)}`);
+        diff = relDiff(got.ours!.prediction, got.torch!.prediction);
       }
       if (!(diff < 1e-3)) throw new Error(`export bench: the two models disagree (relative difference ${diff}); they are not the same network`);
       const nodes = (file: string) => Graph.fromModel(readModelFile(file)).nodes.length;
@@ -151,7 +164,7 @@ export async function benchExport(argv: string[]): Promise<ExportBenchRow[]> {
       if (o.json) console.log(JSON.stringify(row));
       else {
         console.log(`${size} px: ours ${row.ours_images_per_s.toFixed(1)} img/s (${row.ours_nodes} nodes), torch.onnx.export ${row.torch_images_per_s.toFixed(1)} img/s (${row.torch_nodes} nodes), `
-          + `ratio ${row.ratio.toFixed(3)}; outputs agree to ${diff.toExponential(1)}; load average ${load.toFixed(2)} before`);
+          + `ratio ${row.ratio.toFixed(3)}; per round ours/torch img/s ${perRound.join(', ')}; outputs agree to ${diff.toExponential(1)}; load average ${load.toFixed(2)} before`);
       }
     }
   } finally {

@@ -12,6 +12,7 @@ Built from the artifacts' manifest config and loaded with strict=True from a sta
 
 CODEC is a Python file defining read_st / write_st (a safetensors codec independent of ours).
 """
+import inspect
 import json
 import sys
 
@@ -105,8 +106,10 @@ if mode == 'forward':
     write_st(sys.argv[5], out)
 elif mode == 'export':
     example = torch.zeros(2, 3, config['imageSize'], config['imageSize'])
+    # The TorchScript exporter, the one that folds BatchNorm in eval mode; torch >= 2.9 defaults to dynamo.
+    extra = {'dynamo': False} if 'dynamo' in inspect.signature(torch.onnx.export).parameters else {}
     torch.onnx.export(LabelPath(load(torch.float32)), example, sys.argv[4], opset_version=17, training=torch.onnx.TrainingMode.EVAL,
                       do_constant_folding=True, input_names=['images'], output_names=['prediction'],
-                      dynamic_axes={'images': {0: 'N'}, 'prediction': {0: 'N'}})
+                      dynamic_axes={'images': {0: 'N'}, 'prediction': {0: 'N'}}, **extra)
 else:
     sys.exit(f'unknown mode {mode}; use forward or export')
