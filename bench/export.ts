@@ -1,7 +1,7 @@
 /**
  * Inference speed of the exported model against the same network exported by torch.onnx.export
  * (opset 17, eval mode, same weights), both run by onnxruntime-node with the same session options:
- *   npm run bench -- export [--image-size 128 --image-size 256] [--batch 32] [--runs 5] [--warmup 1]
+ *   npm run bench -- export [--image-size 128 --image-size 256] [--batch 32] [--runs 5] [--warmup 2]
  *     [--rounds 2] [--threads N] [--backbone resnet34|resnet18] [--python /usr/bin/python3] [--json]
  *   node --import tsx bench/export.ts [same options]
  * The two models take turns in blocks (one session at a time, so neither's idle thread pool competes
@@ -72,7 +72,7 @@ function parse(argv: string[]): Options {
     sizes: sizes.length > 0 ? sizes : [128, 256],
     batch: count('--batch', 32, 1),
     runs: count('--runs', 5, 1),
-    warmup: count('--warmup', 1, 0),
+    warmup: count('--warmup', 2, 0),
     rounds: count('--rounds', 2, 1),
     threads: count('--threads', availableParallelism(), 1),
     backbone,
@@ -92,15 +92,16 @@ interface Timed { seconds: number[]; prediction: Float32Array }
 async function timeModel(file: string, input: ort.Tensor, o: Options): Promise<Timed> {
   const session = await ort.InferenceSession.create(file, { intraOpNumThreads: o.threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
   try {
-    let out = await session.run({ images: input });
-    for (let k = 1; k < o.warmup; k++) out = await session.run({ images: input });
+    for (let k = 0; k < o.warmup; k++) await session.run({ images: input });
     const seconds: number[] = [];
+    let prediction = new Float32Array();
     for (let k = 0; k < o.runs; k++) {
       const t0 = performance.now();
-      out = await session.run({ images: input });
+      const out = await session.run({ images: input });
       seconds.push((performance.now() - t0) / 1000);
+      prediction = out.prediction.data as Float32Array;
     }
-    return { seconds, prediction: out.prediction.data as Float32Array };
+    return { seconds, prediction };
   } finally {
     await session.release();
   }
