@@ -94,7 +94,7 @@ async function timeModel(file: string, input: ort.Tensor, o: Options): Promise<T
   try {
     for (let k = 0; k < o.warmup; k++) await session.run({ images: input });
     const seconds: number[] = [];
-    let prediction = new Float32Array();
+    let prediction: Float32Array = new Float32Array();
     for (let k = 0; k < o.runs; k++) {
       const t0 = performance.now();
       const out = await session.run({ images: input });
