@@ -3,7 +3,6 @@
  * Each bench is imported only when chosen, so a machine that runs one (e.g. the GPU check, which
  * carries no sharp) needs only that one's dependencies.
  */
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../src/errors.ts';
 
@@ -25,13 +24,9 @@ async function main(command: string | undefined, argv: string[]): Promise<void> 
     case 'data':
       await (await import('./data.ts')).benchData(argv);
       return;
-    case 'export': {
-      const url = new URL('./export.ts', import.meta.url);
-      if (!existsSync(fileURLToPath(url))) throw new UserError('bench export: bench/export.ts is not in this checkout yet');
-      const mod = (await import(url.href)) as { benchExport(argv: string[]): Promise<unknown> };
-      await mod.benchExport(argv);
+    case 'export':
+      await (await import('./export.ts')).benchExport(argv);
       return;
-    }
     case 'adam':
       // bench/adam.ts is a script that reads its repeat count from process.argv[2].
       process.argv = [process.argv[0], fileURLToPath(new URL('./adam.ts', import.meta.url)), ...argv];
