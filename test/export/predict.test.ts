@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { before, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import pngjs from 'pngjs';
 import sharp from 'sharp';
@@ -25,6 +25,7 @@ let fx: Fixture;
 let model: string;
 let imageDir: string;
 let files: string[];
+let session: ort.InferenceSession;
 
 before(async () => {
   dir = temp();
@@ -46,13 +47,16 @@ before(async () => {
   files.push(jpeg, gray);
   files.sort();
   writeFileSync(join(imageDir, 'notes.txt'), 'not an image: predict skips non-image names in folders');
+  session = await ort.InferenceSession.create(model, { intraOpNumThreads: 2 });
 });
+
+after(() => session?.release());
 
 /** The model on each file alone, preprocessed by the data layer: what predict must reproduce. */
 async function expected(file: string, names = ['prediction', 'domain_logit']): Promise<number[]> {
   const x = await loadImageTensor(file, 128, IMAGENET_NORMALIZATION);
-  const out = await runOrt(model, { images: new ort.Tensor('float32', x, [1, 3, 128, 128]) });
-  return names.flatMap((n) => Array.from(out[n]));
+  const out = await session.run({ images: new ort.Tensor('float32', x, [1, 3, 128, 128]) });
+  return names.flatMap((n) => Array.from(out[n].data as Float32Array));
 }
 
 /** Minimal RFC 4180 reader for the tests' own CSVs (quoted fields, no embedded newlines). */
@@ -161,8 +165,9 @@ test('evaluate: RMSE and MAE per output, predictions.csv, one scatter PNG per ou
   assert.equal(metrics.count, 5);
   const rows = parseCsv(readFileSync(join(outDir, 'predictions.csv'), 'utf8'));
   assert.deepEqual(rows[0], ['file', ...OUTPUTS.flatMap((o) => [`${o}_true`, `${o}_pred`])]);
+  const predictions = await Promise.all(names.map((n) => expected(join(evalDir, 'images', n), ['prediction'])));
   for (const [j, name] of OUTPUTS.entries()) {
-    const pred = await Promise.all(names.map(async (n) => (await expected(join(evalDir, 'images', n), ['prediction']))[j]));
+    const pred = predictions.map((p) => p[j]);
     const err = pred.map((p, k) => p - truth[k][j]);
     const rmse = Math.sqrt(err.reduce((a, e) => a + e * e, 0) / 5);
     const mae = err.reduce((a, e) => a + Math.abs(e), 0) / 5;
