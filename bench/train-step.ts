@@ -107,11 +107,11 @@ function parse(argv: string[]): Options {
 }
 
 /** The artifacts of the default model at this size, built once (seeded init) when missing. */
-export async function artifactsFor(root: string, size: number, quiet: boolean): Promise<string> {
+export async function artifactsFor(root: string, size: number): Promise<string> {
   const config = makeConfig({ imageSize: size });
   const dir = join(root, `${config.name}-${size}px`);
   if (!existsSync(join(dir, 'manifest.json'))) {
-    if (!quiet) console.error(`building ${dir} …`);
+    console.error(`building ${dir} …`);
     await buildArtifacts({ config, out: dir, weights: 'none', weightsCache: join('models', 'weights'), seed: 0 });
   }
   return dir;
@@ -138,7 +138,7 @@ export async function benchTrainStep(argv: string[]): Promise<TrainStepRow[]> {
   for (const c of o.configs) {
     const count = c.nSource + c.nTarget;
     const batch = `${c.nSource}+${c.nTarget}`;
-    const dir = await artifactsFor(o.artifactsRoot, c.size, o.json);
+    const dir = await artifactsFor(o.artifactsRoot, c.size);
     const load = loadavg()[0];
     if (load > 0.5) console.error(`train-step: load average ${load.toFixed(2)} before ${c.size} px: other work shares the cores, figures will be low and noisy`);
     const common = ['--steps', String(o.steps), '--warmup', String(o.warmup), '--threads', String(o.threads)];
