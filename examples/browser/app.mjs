@@ -112,7 +112,7 @@ async function main() {
     const file = e.target.files[0];
     if (file) run(file).catch((err) => status(`error: ${err.message}`));
   });
-  window.ortDann.info = info;
 }
 
-window.ortDann = { ready: main() };
+// `ready` settles once the model is loaded; `lastInput` holds the last model input (for the headless test).
+window.ortDann = { ready: main(), lastInput: undefined };
