@@ -19,34 +19,34 @@ import { makeConfig } from '../tools/model/config.ts';
 import { type ChildRun, type Json, runChild } from './lib/child.ts';
 import { trainGflopPerImage } from './lib/flops.ts';
 
-export interface TrainStepRow {
+/** One side's figures; all null, with `error` set, when that side failed (e.g. an EP that cannot run the graph). */
+interface SideFigures {
+  images_per_s: number | null;
+  gflops: number | null;
+  step_ms: number | null;
+  train_ms: number | null;
+  optimizer_ms: number | null;
+  peak_rss_mb: number | null;
+  /** Seconds from spawn to the end of the first step. */
+  startup_s: number | null;
+  runtime: string | null;
+  error?: string;
+}
+
+type Prefixed<T, P extends string> = { [K in keyof T as `${P}${K & string}`]: T[K] };
+
+export interface TrainStepRow extends SideFigures, Partial<Prefixed<SideFigures, 'peer_'>> {
   image_size: number;
   batch: string;
   ep: string;
   threads: number;
   steps: number;
-  images_per_s: number;
-  gflops: number;
   gflop_per_image: number;
-  step_ms: number;
-  train_ms: number;
-  optimizer_ms: number;
-  peak_rss_mb: number;
-  startup_s: number;
-  session_create_s: number;
-  runtime: string;
   /** 1-minute load average before the config ran: other work on the machine skews every figure. */
   load_avg: number;
+  session_create_s: number | null;
   peer?: string;
-  peer_images_per_s: number | null;
-  peer_gflops: number | null;
-  peer_step_ms: number | null;
-  peer_train_ms: number | null;
-  peer_optimizer_ms: number | null;
-  peer_peak_rss_mb: number | null;
   peer_gpu_peak_mb?: number;
-  peer_startup_s: number | null;
-  peer_runtime?: string;
   /** ours / peer images per second (> 1: we are faster). */
   ratio: number | null;
 }
@@ -117,13 +117,25 @@ export async function artifactsFor(root: string, size: number): Promise<string> 
   return dir;
 }
 
-function summarize(run: ChildRun, count: number) {
-  const r = run.result as Json & { step_s: number[]; train_s: number[]; optimizer_s: number[]; peak_rss_mb: number; runtime: string };
-  const step = median(r.step_s);
-  return {
-    imagesPerS: count / step, stepMs: step * 1000, trainMs: median(r.train_s) * 1000, optimizerMs: median(r.optimizer_s) * 1000,
-    peakRssMb: r.peak_rss_mb, startupS: run.startupS, runtime: r.runtime, raw: r,
-  };
+const FAILED: SideFigures = { images_per_s: null, gflops: null, step_ms: null, train_ms: null, optimizer_ms: null, peak_rss_mb: null, startup_s: null, runtime: null };
+
+/** Runs one side; a side that fails is reported (and the other still measured), not thrown. */
+async function measure(run: () => Promise<ChildRun>, count: number, gflopPerImage: number): Promise<SideFigures & { raw: Json }> {
+  try {
+    const { result, startupS } = await run();
+    const r = result as Json & { step_s: number[]; train_s: number[]; optimizer_s: number[]; peak_rss_mb: number; runtime: string };
+    const step = median(r.step_s);
+    return {
+      images_per_s: count / step, gflops: (count / step) * gflopPerImage, step_ms: step * 1000,
+      train_ms: median(r.train_s) * 1000, optimizer_ms: median(r.optimizer_s) * 1000,
+      peak_rss_mb: r.peak_rss_mb, startup_s: startupS, runtime: r.runtime, raw: r,
+    };
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    console.error(e.message);
+    process.exitCode = 1;
+    return { ...FAILED, error: e.message, raw: {} };
+  }
 }
 
 const fmt = (v: number | null | undefined, digits = 1) => (v === null || v === undefined ? '–' : v.toFixed(digits));
@@ -142,36 +154,32 @@ export async function benchTrainStep(argv: string[]): Promise<TrainStepRow[]> {
     const load = loadavg()[0];
     if (load > 0.5) console.error(`train-step: load average ${load.toFixed(2)} before ${c.size} px: other work shares the cores, figures will be low and noisy`);
     const common = ['--steps', String(o.steps), '--warmup', String(o.warmup), '--threads', String(o.threads)];
-    const ours = summarize(await runChild(process.execPath, [...oursCommand, '--dir', dir, '--count', String(count), '--n-source', String(c.nSource), '--ep', o.ep, ...common], 'ours'), count);
-    const peer = o.peer
-      ? summarize(await runChild(o.python, [peerScript, '--image-size', String(c.size), '--batch', batch, '--device', o.ep === 'cpu' ? 'cpu' : 'cuda', ...common], 'torch'), count)
-      : undefined;
     const gflopPerImage = trainGflopPerImage(makeConfig({ imageSize: c.size }), count, c.nSource);
+    const { raw, ...ours } = await measure(() => runChild(process.execPath, [...oursCommand, '--dir', dir, '--count', String(count), '--n-source', String(c.nSource), '--ep', o.ep, ...common], 'ours'), count, gflopPerImage);
     const row: TrainStepRow = {
-      image_size: c.size, batch, ep: o.ep, threads: o.threads, steps: o.steps,
-      images_per_s: ours.imagesPerS, gflops: ours.imagesPerS * gflopPerImage, gflop_per_image: gflopPerImage,
-      step_ms: ours.stepMs, train_ms: ours.trainMs, optimizer_ms: ours.optimizerMs,
-      peak_rss_mb: ours.peakRssMb, startup_s: ours.startupS, session_create_s: ours.raw.create_s as number, runtime: ours.runtime, load_avg: load,
-      ...(peer ? { peer: 'torch', peer_runtime: peer.runtime } : {}),
-      peer_images_per_s: peer?.imagesPerS ?? null,
-      peer_gflops: peer ? peer.imagesPerS * gflopPerImage : null,
-      peer_step_ms: peer?.stepMs ?? null, peer_train_ms: peer?.trainMs ?? null, peer_optimizer_ms: peer?.optimizerMs ?? null,
-      peer_peak_rss_mb: peer?.peakRssMb ?? null,
-      ...(peer?.raw.gpu_peak_mb !== undefined ? { peer_gpu_peak_mb: peer.raw.gpu_peak_mb as number } : {}),
-      peer_startup_s: peer?.startupS ?? null,
-      ratio: peer ? ours.imagesPerS / peer.imagesPerS : null,
+      image_size: c.size, batch, ep: o.ep, threads: o.threads, steps: o.steps, gflop_per_image: gflopPerImage, load_avg: load,
+      ...ours, session_create_s: (raw.create_s as number | undefined) ?? null, ratio: null,
     };
+    let peer: SideFigures | undefined;
+    if (o.peer) {
+      const { raw: peerRaw, ...figures } = await measure(() => runChild(o.python, [peerScript, '--image-size', String(c.size), '--batch', batch, '--device', o.ep === 'cpu' ? 'cpu' : 'cuda', ...common], 'torch'), count, gflopPerImage);
+      peer = figures;
+      Object.assign(row, { peer: 'torch' }, Object.fromEntries(Object.entries(peer).map(([k, v]) => [`peer_${k}`, v])));
+      if (peerRaw.gpu_peak_mb !== undefined) row.peer_gpu_peak_mb = peerRaw.gpu_peak_mb as number;
+      row.ratio = ours.images_per_s !== null && peer.images_per_s !== null ? ours.images_per_s / peer.images_per_s : null;
+    }
     rows.push(row);
     if (o.json) {
       console.log(JSON.stringify(row));
       continue;
     }
-    const line = (who: string, ips: number | null, gf: number | null, ms: number | null, tr: number | null, op: number | null, rss: number | null, st: number | null) =>
-      `  ${who.padEnd(6)} ${fmt(ips).padStart(7)} img/s ${fmt(gf, 0).padStart(5)} GFLOP/s  step ${fmt(ms, 0).padStart(5)} ms (fwd+bwd ${fmt(tr, 0)}, optimizer ${fmt(op, 0)})  peak RSS ${fmt(rss, 0)} MB  start-up ${fmt(st, 2)} s`;
+    const line = (who: string, f: SideFigures) => f.error
+      ? `  ${who.padEnd(6)} failed: ${f.error.split('\n')[0]}`
+      : `  ${who.padEnd(6)} ${fmt(f.images_per_s).padStart(7)} img/s ${fmt(f.gflops, 0).padStart(5)} GFLOP/s  step ${fmt(f.step_ms, 0).padStart(5)} ms (fwd+bwd ${fmt(f.train_ms, 0)}, optimizer ${fmt(f.optimizer_ms, 0)})  peak RSS ${fmt(f.peak_rss_mb, 0)} MB  start-up ${fmt(f.startup_s, 2)} s`;
     console.log(`${c.size} px, batch ${batch} (${gflopPerImage.toFixed(3)} GFLOP/image, load average ${load.toFixed(2)} before):`);
-    console.log(line('ours', row.images_per_s, row.gflops, row.step_ms, row.train_ms, row.optimizer_ms, row.peak_rss_mb, row.startup_s) + `  (session ${fmt(row.session_create_s, 2)} s)`);
+    console.log(line('ours', ours) + (ours.error ? '' : `  (session ${fmt(row.session_create_s, 2)} s)`));
     if (peer) {
-      console.log(line('torch', row.peer_images_per_s, row.peer_gflops, row.peer_step_ms, row.peer_train_ms, row.peer_optimizer_ms, row.peer_peak_rss_mb, row.peer_startup_s));
+      console.log(line('torch', peer));
       console.log(`  ratio ours/torch ${fmt(row.ratio, 2)}×`);
     }
   }

@@ -18,7 +18,18 @@ function option(argv: string[], name: string, fallback?: string): string {
   return v;
 }
 
+/** Runs the bench; a failure is reported as one protocol line (the parent puts it in the row). */
 export async function oursTrainStep(argv: string[]): Promise<void> {
+  try {
+    await run(argv);
+  } catch (e) {
+    console.error(e);
+    emit({ event: 'error', message: ((e as Error).message ?? String(e)).split('\n')[0] });
+    process.exitCode = 1;
+  }
+}
+
+async function run(argv: string[]): Promise<void> {
   const num = (name: string, fallback?: number) => Number(option(argv, name, fallback === undefined ? undefined : String(fallback)));
   const dir = option(argv, '--dir');
   const ep = option(argv, '--ep', 'cpu') as ExecutionProvider;

@@ -32,10 +32,25 @@ test('train-step runs ours and the torch peer and reports one row per config', a
   const r = rows[0];
   assert.equal(r.image_size, 100);
   assert.equal(r.batch, '1+1');
-  for (const key of ['images_per_s', 'peer_images_per_s', 'ratio', 'peak_rss_mb', 'peer_peak_rss_mb', 'gflops', 'startup_s', 'peer_startup_s'] as const) {
-    assert.ok(Number.isFinite(r[key]) && (r[key] as number) > 0, `${key} = ${r[key]}`);
-  }
-  assert.ok(Math.abs(r.ratio! - r.images_per_s / r.peer_images_per_s!) < 1e-9);
-  assert.ok(Math.abs(r.gflops - r.images_per_s * r.gflop_per_image) < 1e-9);
-  assert.ok(Math.abs(r.images_per_s - 2000 / r.step_ms) < 1e-9);
+  const positive = (key: keyof typeof r) => {
+    const v = r[key];
+    assert.ok(typeof v === 'number' && Number.isFinite(v) && v > 0, `${key} = ${v}`);
+    return v;
+  };
+  for (const key of ['peak_rss_mb', 'peer_peak_rss_mb', 'startup_s', 'peer_startup_s', 'session_create_s'] as const) positive(key);
+  assert.equal(r.error, undefined);
+  assert.equal(r.peer_error, undefined);
+  const ours = positive('images_per_s');
+  assert.ok(Math.abs(positive('ratio') - ours / positive('peer_images_per_s')) < 1e-9);
+  assert.ok(Math.abs(positive('gflops') - ours * r.gflop_per_image) < 1e-9);
+  assert.ok(Math.abs(ours - 2000 / positive('step_ms')) < 1e-9);
+});
+
+test('a side that cannot run is reported in its row, and the other side is still measured', async () => {
+  const rows = await benchTrainStep(['--image-size', '100', '--batch', '1+1', '--steps', '1', '--warmup', '0', '--peer', 'torch', '--python', join(root, 'no-python'), '--json', '--artifacts-root', root]);
+  const r = rows[0];
+  assert.ok((r.images_per_s ?? 0) > 0);
+  assert.equal(r.peer_images_per_s, null);
+  assert.match(r.peer_error ?? '', /torch: cannot start/);
+  assert.equal(r.ratio, null);
 });
