@@ -1,0 +1,464 @@
+/**
+ * The bad-input catalogue: one row per mistake a user can make, the command that makes it, and the
+ * message ort-dann must answer with. Arguments and messages use placeholders for the fixture's paths
+ * (see PLACEHOLDERS in run-cases.ts), so the same text is asserted here and written to docs/errors.md.
+ *
+ * Every case starts from a working command (train: a one-step run on the fixture; predict: the previous
+ * run's model on the demo images; build-artifacts: a 128 px ResNet18) and changes one thing.
+ */
+import { copyFileSync, linkSync, mkdirSync, readdirSync, readFileSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { buildArtifacts } from '../../tools/build-artifacts.ts';
+import { makeConfig } from '../../tools/model/config.ts';
+
+export type Area = 'artifacts' | 'data' | 'flags' | 'config files' | 'predict' | 'W&B';
+export const AREAS: Area[] = ['artifacts', 'data', 'flags', 'config files', 'predict', 'W&B'];
+
+/** Real paths of the case's folders, for setup. */
+export interface CaseDirs {
+  /** `<case>`: an empty folder for this case's inputs. */
+  input: string;
+  artifacts: string;
+  demo: string;
+  prevRun: string;
+}
+
+export interface Case {
+  id: string;
+  area: Area;
+  /** What the user did, as docs/errors.md names it. */
+  title: string;
+  command: 'train' | 'predict' | 'build-artifacts';
+  /** Flags of the working command to leave out. */
+  drop?: string[];
+  /** Appended to the working command (a repeated flag replaces the working value: the last one wins). */
+  args: string[];
+  env?: Record<string, string>;
+  setup?: (d: CaseDirs) => Promise<void> | void;
+  /** 'error': exit 1 and one line; 'works': exit 0, stderr only the warnings matched by `expect`. */
+  outcome: 'error' | 'works';
+  /** The whole stderr line (placeholders in place of paths); for 'works', every stderr line. */
+  expect: RegExp;
+}
+
+async function png(dir: string, name: string, width: number, height: number, salt = 0): Promise<string> {
+  mkdirSync(dir, { recursive: true });
+  const px = new Uint8Array(width * height * 3);
+  for (let i = 0; i < px.length; i++) px[i] = (i * 37 + salt * 11) % 256;
+  const path = join(dir, name);
+  await sharp(px, { raw: { width, height, channels: 3 } }).png().toFile(path);
+  return path;
+}
+
+/** `count` small PNGs named 0.png, 1.png, … */
+async function pngs(dir: string, count: number, width = 16, height = 16): Promise<void> {
+  for (let i = 0; i < count; i++) await png(dir, `${i}.png`, width, height, i);
+}
+
+/** A labelled source folder (images/ + labels.csv) with the given CSV body. */
+async function labelledFolder(dir: string, csv: string, images = 4, side = 16): Promise<void> {
+  await pngs(join(dir, 'images'), images, side, side);
+  writeFileSync(join(dir, 'labels.csv'), csv);
+}
+
+const CSV_HEADER = 'filename,num_particles,planar_dist,depth_dist\n';
+const rows = (n: number, value = (i: number) => `${i + 1},0.5,0.25`) => Array.from({ length: n }, (_, i) => `${i}.png,${value(i)}\n`).join('');
+
+/** A copy of the artifacts (the big checkpoint hard-linked, so a write to it would show in the shared one). */
+function copyArtifacts(from: string, to: string, skip: string[] = []): void {
+  mkdirSync(to, { recursive: true });
+  for (const name of readdirSync(from)) {
+    if (skip.includes(name)) continue;
+    if (name.endsWith('.safetensors')) linkSync(join(from, name), join(to, name));
+    else copyFileSync(join(from, name), join(to, name));
+  }
+}
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** A small PNG whose header claims width×height (a valid IHDR with its CRC): what a 20k×20k scan looks like to a header read. */
+async function hugePng(path: string, width: number, height: number): Promise<void> {
+  await png(join(path, '..'), 'tmp-small.png', 1, 1);
+  const bytes = readFileSync(join(path, '..', 'tmp-small.png'));
+  unlinkSync(join(path, '..', 'tmp-small.png'));
+  // IHDR data starts at byte 16 (8 signature + 4 length + 4 type); its CRC covers type + data (bytes 12..28).
+  bytes.writeUInt32BE(width, 16);
+  bytes.writeUInt32BE(height, 20);
+  bytes.writeUInt32BE(crc32(bytes.subarray(12, 29)), 29);
+  writeFileSync(path, bytes);
+}
+
+function truncateTo(path: string, fraction: number): void {
+  const size = readFileSync(path).length;
+  truncateSync(path, Math.floor(size * fraction));
+}
+
+const WRONG_KEY = 'wrong0123456789abcdefghijklmnopqrstuvwxyzAB';
+
+export const CASES: Case[] = [
+  // ── artifacts ─────────────────────────────────────────────────────────────────────────────────────
+  {
+    id: 'artifacts-missing', area: 'artifacts', title: '--artifacts names a folder that does not exist', command: 'train',
+    args: ['--artifacts', '<case>/nowhere'], outcome: 'error',
+    expect: /^ort-dann: --artifacts <case>\/nowhere: no such folder; check the path, or build artifacts there with `ort-dann build-artifacts --out <case>\/nowhere`$/,
+  },
+  {
+    id: 'artifacts-no-manifest', area: 'artifacts', title: 'the artifacts folder has no manifest.json', command: 'train',
+    setup: (d) => copyArtifacts(d.artifacts, join(d.input, 'artifacts'), ['manifest.json']),
+    args: ['--artifacts', '<case>/artifacts'], outcome: 'error',
+    expect: /^ort-dann: <case>\/artifacts\/manifest\.json is missing; rebuild the artifacts with `ort-dann build-artifacts --out <case>\/artifacts`$/,
+  },
+  {
+    id: 'artifacts-manifest-not-json', area: 'artifacts', title: 'manifest.json is cut short (not valid JSON)', command: 'train',
+    setup: (d) => { copyArtifacts(d.artifacts, join(d.input, 'artifacts')); truncateTo(join(d.input, 'artifacts', 'manifest.json'), 0.5); },
+    args: ['--artifacts', '<case>/artifacts'], outcome: 'error',
+    expect: /^ort-dann: <case>\/artifacts\/manifest\.json is not valid JSON; rebuild the artifacts with `ort-dann build-artifacts --out <case>\/artifacts`$/,
+  },
+  {
+    id: 'artifacts-format-version', area: 'artifacts', title: 'manifest.json is from another artifacts format version', command: 'train',
+    setup: (d) => {
+      copyArtifacts(d.artifacts, join(d.input, 'artifacts'));
+      const file = join(d.input, 'artifacts', 'manifest.json');
+      writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), formatVersion: 2 }));
+    },
+    args: ['--artifacts', '<case>/artifacts'], outcome: 'error',
+    expect: /^ort-dann: <case>\/artifacts\/manifest\.json has format version 2, this ort-dann reads version 1; rebuild the artifacts with `ort-dann build-artifacts --out <case>\/artifacts`$/,
+  },
+  {
+    id: 'artifacts-onnx-missing', area: 'artifacts', title: 'training_model.onnx was deleted from the artifacts', command: 'train',
+    setup: (d) => copyArtifacts(d.artifacts, join(d.input, 'artifacts'), ['training_model.onnx']),
+    args: ['--artifacts', '<case>/artifacts'], outcome: 'error',
+    expect: /^ort-dann: <case>\/artifacts\/training_model\.onnx is missing; rebuild the artifacts with `ort-dann build-artifacts --out <case>\/artifacts`$/,
+  },
+  {
+    id: 'artifacts-onnx-truncated', area: 'artifacts', title: 'training_model.onnx is truncated (half the bytes)', command: 'train',
+    setup: (d) => { copyArtifacts(d.artifacts, join(d.input, 'artifacts')); truncateTo(join(d.input, 'artifacts', 'training_model.onnx'), 0.5); },
+    args: ['--artifacts', '<case>/artifacts'], outcome: 'error',
+    expect: /^ort-dann: <case>\/artifacts\/training_model\.onnx cannot be loaded by ONNX Runtime \(.+\); rebuild the artifacts with `ort-dann build-artifacts --out <case>\/artifacts`$/,
+  },
+  {
+    id: 'artifacts-checkpoint-truncated', area: 'artifacts', title: 'the initial checkpoint.safetensors is truncated', command: 'train',
+    setup: (d) => {
+      copyArtifacts(d.artifacts, join(d.input, 'artifacts'), ['checkpoint.safetensors']);
+      const bytes = readFileSync(join(d.artifacts, 'checkpoint.safetensors'));
+      writeFileSync(join(d.input, 'artifacts', 'checkpoint.safetensors'), bytes.subarray(0, bytes.length >> 1));
+    },
+    args: ['--artifacts', '<case>/artifacts'], outcome: 'error',
+    expect: /^ort-dann: <case>\/artifacts\/checkpoint\.safetensors: truncated \(tensor "[\w.]+" ends at data byte \d+, the file has \d+ data bytes\); re-save or re-download it$/,
+  },
+  {
+    id: 'artifacts-image-size-conflict', area: 'artifacts', title: '--image-size differs from the size the --artifacts were built for', command: 'train',
+    args: ['--image-size', '256'], outcome: 'error',
+    expect: /^ort-dann: --image-size 256: the --artifacts <artifacts> are built for 128 px; drop --image-size, or build 256 px artifacts with `ort-dann build-artifacts --image-size 256`$/,
+  },
+  {
+    id: 'artifacts-resume-other-size', area: 'artifacts', title: '--resume with artifacts of another image size than the run was trained with', command: 'train',
+    setup: async (d) => {
+      await buildArtifacts({ config: makeConfig({ imageSize: 160, backbone: 'resnet18' }), out: join(d.input, 'artifacts-160'), weights: 'none', weightsCache: d.input, seed: 3 });
+    },
+    args: ['--artifacts', '<case>/artifacts-160', '--resume', '--run-dir', '<prev-run>'], outcome: 'error',
+    expect: /^ort-dann: --resume: <prev-run> was trained with resnet18 at 128 px \(num_particles, planar_dist, depth_dist\), but --artifacts <case>\/artifacts-160 are resnet18 at 160 px \(num_particles, planar_dist, depth_dist\); resume with the run's artifacts or start a new run$/,
+  },
+  {
+    id: 'artifacts-outputs-mismatch', area: 'artifacts', title: 'a labelled --source folder has other label columns than the artifacts predict', command: 'train',
+    setup: (d) => labelledFolder(join(d.input, 'source'), `filename,size,brightness\n${rows(4, (i) => `${i},0.5`)}`),
+    args: ['--source', '<case>/source', '--source-val', '<case>/source'], outcome: 'error',
+    expect: /^ort-dann: --source <case>\/source: its labels are size, brightness but the artifacts predict num_particles, planar_dist, depth_dist; rebuild the artifacts with --outputs size,brightness$/,
+  },
+
+  // ── data ──────────────────────────────────────────────────────────────────────────────────────────
+  {
+    id: 'target-missing', area: 'data', title: '--target folder does not exist', command: 'train',
+    args: ['--target', '<case>/nope'], outcome: 'error',
+    expect: /^ort-dann: --target <case>\/nope: folder not found; check the path$/,
+  },
+  {
+    id: 'target-empty', area: 'data', title: '--target folder is empty', command: 'train',
+    setup: (d) => { mkdirSync(join(d.input, 'empty')); },
+    args: ['--target', '<case>/empty'], outcome: 'error',
+    expect: /^ort-dann: --target <case>\/empty: no images found \(readable: [.\w ]+\); put images there or point at the right folder$/,
+  },
+  {
+    id: 'target-zero-byte', area: 'data', title: 'a zero-byte image in the --target folder', command: 'train',
+    setup: async (d) => { await pngs(join(d.input, 'target'), 3); writeFileSync(join(d.input, 'target', 'empty.png'), ''); },
+    args: ['--target', '<case>/target'], outcome: 'error',
+    expect: /^ort-dann: <case>\/target\/empty\.png: empty file \(0 bytes\); re-export it or remove it; or pass --skip-bad-images to leave unreadable images out$/,
+  },
+  {
+    id: 'target-corrupt', area: 'data', title: 'a file of random bytes named .png in the --target folder', command: 'train',
+    setup: async (d) => {
+      await pngs(join(d.input, 'target'), 3);
+      writeFileSync(join(d.input, 'target', 'noise.png'), Buffer.from(Array.from({ length: 512 }, (_, i) => (i * 131 + 7) % 256)));
+    },
+    args: ['--target', '<case>/target'], outcome: 'error',
+    expect: /^ort-dann: <case>\/target\/noise\.png: not an image format sharp can read; convert it to PNG or remove it; or pass --skip-bad-images to leave unreadable images out$/,
+  },
+  {
+    id: 'target-truncated', area: 'data', title: 'a truncated PNG in the --target folder (header intact, pixels cut off)', command: 'train',
+    setup: async (d) => {
+      await png(join(d.input, 'target'), 'good.png', 64, 64);
+      truncateTo(await png(join(d.input, 'target'), 'cut.png', 64, 64, 5), 0.5);
+    },
+    args: ['--target', '<case>/target'], outcome: 'error',
+    expect: /^ort-dann: <case>\/target\/cut\.png: cannot decode image \(.+\); it is truncated or corrupt: re-export it or remove it; or pass --skip-bad-images to leave unreadable images out$/,
+  },
+  {
+    id: 'target-not-image', area: 'data', title: 'a text file among the --target images', command: 'train',
+    setup: async (d) => { await pngs(join(d.input, 'target'), 3); writeFileSync(join(d.input, 'target', 'notes.txt'), 'taken on Monday\n'); },
+    args: ['--target', '<case>/target'], outcome: 'error',
+    expect: /^ort-dann: <case>\/target\/notes\.txt: not an image file \(unknown extension\); move it out of the image folder; or pass --skip-bad-images to leave unreadable images out$/,
+  },
+  {
+    id: 'target-huge-dimensions', area: 'data', title: 'an image whose header claims 20000×20000 pixels', command: 'train',
+    setup: async (d) => { await pngs(join(d.input, 'target'), 3); await hugePng(join(d.input, 'target', 'huge.png'), 20000, 20000); },
+    args: ['--target', '<case>/target'], outcome: 'error',
+    expect: /^ort-dann: <case>\/target\/huge\.png: image has more than 268402689 pixels \(libvips' input limit\); shrink it or remove it; or pass --skip-bad-images to leave unreadable images out$/,
+  },
+  {
+    id: 'images-smaller-than-model', area: 'data', title: 'images smaller than the model size (24×24 for a 128 px model) are upsampled and train', command: 'train',
+    setup: async (d) => {
+      await labelledFolder(join(d.input, 'source'), CSV_HEADER + rows(4), 4, 24);
+      await pngs(join(d.input, 'target'), 4, 24, 24);
+    },
+    args: ['--source', '<case>/source', '--source-val', '<case>/source', '--target', '<case>/target'], outcome: 'works',
+    expect: /^$/,
+  },
+  {
+    id: 'images-one-pixel', area: 'data', title: '1×1 images train (upsampled to the model size)', command: 'train',
+    setup: (d) => pngs(join(d.input, 'target'), 4, 1, 1),
+    args: ['--target', '<case>/target'], outcome: 'works',
+    expect: /^$/,
+  },
+  {
+    id: 'source-missing', area: 'data', title: '--source names a simulator module that does not exist', command: 'train',
+    args: ['--source', '<case>/my-sim.mjs'], outcome: 'error',
+    expect: /^ort-dann: --source <case>\/my-sim\.mjs: file not found; check the path$/,
+  },
+  {
+    id: 'source-no-labels-csv', area: 'data', title: 'a --source folder of images without labels.csv', command: 'train',
+    setup: (d) => pngs(join(d.input, 'source', 'images'), 4),
+    args: ['--source', '<case>/source'], outcome: 'error',
+    expect: /^ort-dann: --source <case>\/source: no labels\.csv; a labelled folder needs images\/ and labels\.csv with "filename,<output names…>"$/,
+  },
+  {
+    id: 'source-module-throws', area: 'data', title: 'a --source simulator module that throws', command: 'train',
+    setup: (d) => writeFileSync(join(d.input, 'sim.mjs'), "export async function generate() { throw new Error('detector config not found'); }\n"),
+    args: ['--source', '<case>/sim.mjs', '--source-val', '<case>/sim.mjs'], outcome: 'error',
+    expect: /^ort-dann: <case>\/sim\.mjs: generate\(\) threw for sample 0: detector config not found; fix the module$/,
+  },
+  {
+    id: 'labels-missing-image', area: 'data', title: 'the --target-labels CSV lists an image that is not in the folder', command: 'train',
+    setup: async (d) => { await pngs(join(d.input, 'val'), 2); writeFileSync(join(d.input, 'labels.csv'), CSV_HEADER + rows(3)); },
+    args: ['--target-val', '<case>/val', '--target-labels', '<case>/labels.csv'], outcome: 'error',
+    expect: /^ort-dann: <case>\/labels\.csv:4: <case>\/val\/2\.png not found; add the image or delete the row$/,
+  },
+  {
+    id: 'labels-wrong-columns', area: 'data', title: 'a labels CSV row with a missing column', command: 'train',
+    setup: (d) => labelledFolder(join(d.input, 'source'), `${CSV_HEADER}0.png,1,0.5,0.25\n1.png,2,0.5\n`, 2),
+    args: ['--source', '<case>/source'], outcome: 'error',
+    expect: /^ort-dann: <case>\/source\/labels\.csv:3: expected 4 columns \(filename,num_particles,planar_dist,depth_dist\), got 3; fix the row$/,
+  },
+  {
+    id: 'labels-duplicate', area: 'data', title: 'a labels CSV naming the same image twice', command: 'train',
+    setup: (d) => labelledFolder(join(d.input, 'source'), `${CSV_HEADER}0.png,1,0.5,0.25\n1.png,2,0.5,0.25\n0.png,3,0.5,0.25\n`, 2),
+    args: ['--source', '<case>/source'], outcome: 'error',
+    expect: /^ort-dann: <case>\/source\/labels\.csv:4: duplicate filename "0\.png" \(first on line 2\); keep one row per image$/,
+  },
+  {
+    id: 'labels-path-outside', area: 'data', title: 'a labels CSV row naming a file outside the image folder (../)', command: 'train',
+    setup: (d) => labelledFolder(join(d.input, 'source'), `${CSV_HEADER}0.png,1,0.5,0.25\n../../secret.png,2,0.5,0.25\n`, 2),
+    args: ['--source', '<case>/source'], outcome: 'error',
+    expect: /^ort-dann: <case>\/source\/labels\.csv:3: filename "\.\.\/\.\.\/secret\.png" must be a path relative to the image folder; fix the row$/,
+  },
+  {
+    id: 'labels-nan', area: 'data', title: 'a NaN label', command: 'train',
+    setup: (d) => labelledFolder(join(d.input, 'source'), `${CSV_HEADER}0.png,1,0.5,0.25\n1.png,NaN,0.5,0.25\n`, 2),
+    args: ['--source', '<case>/source'], outcome: 'error',
+    expect: /^ort-dann: <case>\/source\/labels\.csv:3: num_particles is "NaN", not a finite number; fix the value$/,
+  },
+  {
+    id: 'labels-inf', area: 'data', title: 'an infinite label (inf)', command: 'train',
+    setup: (d) => labelledFolder(join(d.input, 'source'), `${CSV_HEADER}0.png,1,0.5,0.25\n1.png,2,inf,0.25\n`, 2),
+    args: ['--source', '<case>/source'], outcome: 'error',
+    expect: /^ort-dann: <case>\/source\/labels\.csv:3: planar_dist is "inf", not a finite number; fix the value$/,
+  },
+  {
+    id: 'labels-float32-overflow', area: 'data', title: 'a label beyond float32 range (1e39: finite as a double, infinite in training)', command: 'train',
+    setup: (d) => labelledFolder(join(d.input, 'source'), `${CSV_HEADER}0.png,1,0.5,0.25\n1.png,2,0.5,1e39\n`, 2),
+    args: ['--source', '<case>/source'], outcome: 'error',
+    expect: /^ort-dann: <case>\/source\/labels\.csv:3: depth_dist is "1e39", beyond the float32 range \(±3\.4e38\) the model trains in; fix the value$/,
+  },
+  {
+    id: 'labels-loss-overflow', area: 'data', title: 'labels so large (1e30) that the loss overflows to Infinity on the first step', command: 'train',
+    setup: (d) => labelledFolder(join(d.input, 'source'), CSV_HEADER + rows(4, (i) => `1e30,${i},1`)),
+    args: ['--source', '<case>/source'], outcome: 'error',
+    expect: /^ort-dann: step 1: the loss is Infinity; training stopped before the first checkpoint \(lower --lr, check labels, or pass --on-nan skip\)$/,
+  },
+
+  // ── flags ─────────────────────────────────────────────────────────────────────────────────────────
+  {
+    id: 'flag-unknown', area: 'flags', title: 'an unknown flag', command: 'train',
+    args: ['--learning-rate', '1e-3'], outcome: 'error',
+    expect: /^ort-dann: Unknown arguments?: learning-rate, learningRate \(see ort-dann --help\)$/,
+  },
+  {
+    id: 'flag-batch-size-zero', area: 'flags', title: '--batch-size out of range', command: 'train',
+    args: ['--batch-size', '0'], outcome: 'error',
+    expect: /^ort-dann: --batch-size 0: must be a positive integer$/,
+  },
+  {
+    id: 'flag-epochs-not-number', area: 'flags', title: '--epochs is not a number', command: 'train',
+    args: ['--epochs', 'ten'], outcome: 'error',
+    expect: /^ort-dann: --epochs ten: not a number \(see ort-dann --help\)$/,
+  },
+  {
+    id: 'flag-lambda-negative', area: 'flags', title: '--lambda-domain negative', command: 'train',
+    args: ['--lambda-domain', '-1'], outcome: 'error',
+    expect: /^ort-dann: --lambda-domain -1: must be a number ≥ 0$/,
+  },
+  {
+    id: 'flag-lr-abc', area: 'flags', title: '--lr is not a number', command: 'train',
+    args: ['--lr', 'abc'], outcome: 'error',
+    expect: /^ort-dann: --lr abc: give a positive number such as 2e-3, or 'auto'$/,
+  },
+  {
+    id: 'flag-ep-choice', area: 'flags', title: '--ep names an execution provider that does not exist', command: 'train',
+    args: ['--ep', 'tpu'], outcome: 'error',
+    expect: /^ort-dann: Invalid values: Argument: ep, Given: "tpu", Choices: "cpu", "cuda", "webgpu" \(see ort-dann --help\)$/,
+  },
+  {
+    id: 'flag-source-size-below-batch', area: 'flags', title: '--source-size smaller than --batch-size', command: 'train',
+    args: ['--source-size', '1'], outcome: 'error',
+    expect: /^ort-dann: --source-size 1 is smaller than --batch-size 2; an epoch needs at least one batch$/,
+  },
+  {
+    id: 'flag-target-val-without-target', area: 'flags', title: '--target-val without --target (conflicting)', command: 'train',
+    drop: ['--target'], args: [], outcome: 'error',
+    expect: /^ort-dann: --target-val\/--target-labels need --target \(the unlabelled target training images\)$/,
+  },
+  {
+    id: 'flag-target-without-val', area: 'flags', title: '--target without --target-val', command: 'train',
+    drop: ['--target-val', '--target-labels'], args: [], outcome: 'error',
+    expect: /^ort-dann: --target-val: give a folder of target validation images \(the seed validates on both domains\)$/,
+  },
+  {
+    id: 'flag-resume-empty-run-dir', area: 'flags', title: '--resume on a run directory without a checkpoint', command: 'train',
+    setup: (d) => { mkdirSync(join(d.input, 'run')); },
+    args: ['--resume', '--run-dir', '<case>/run'], outcome: 'error',
+    expect: /^ort-dann: --resume: <case>\/run\/latest holds no checkpoint; start without --resume or give the --run-dir of an earlier run$/,
+  },
+  {
+    id: 'flag-run-dir-taken', area: 'flags', title: '--run-dir of an earlier run without --resume', command: 'train',
+    args: ['--run-dir', '<prev-run>'], outcome: 'error',
+    expect: /^ort-dann: --run-dir <prev-run> already holds a run; pass --resume to continue it or choose another --run-name$/,
+  },
+  {
+    id: 'flag-resume-bad-flag', area: 'flags', title: '--resume of an earlier run with a bad flag value (the checkpoint stays as it was)', command: 'train',
+    args: ['--resume', '--run-dir', '<prev-run>', '--lr', '-1'], outcome: 'error',
+    expect: /^ort-dann: --lr -1: give a positive number such as 2e-3, or 'auto'$/,
+  },
+  {
+    id: 'flag-run-name-traversal', area: 'flags', title: '--run-name that would leave runs/ (../)', command: 'train',
+    drop: ['--run-dir'], args: ['--run-name', '../../etc'], outcome: 'error',
+    expect: /^ort-dann: --run-name \.\.\/\.\.\/etc: use letters, digits, '\.', '_' and '-' only$/,
+  },
+  {
+    id: 'flag-wandb-run-id-traversal', area: 'flags', title: '--wandb-run-id that would leave the run directory (../)', command: 'train',
+    args: ['--wandb', 'offline', '--wandb-run-id', '../../escape'], outcome: 'error',
+    expect: /^ort-dann: --wandb-run-id "\.\.\/\.\.\/escape" is not a valid W&B run id \(no spaces or : ; , # \? \/ '\)$/,
+  },
+
+  // ── config files ──────────────────────────────────────────────────────────────────────────────────
+  {
+    id: 'config-missing', area: 'config files', title: 'build-artifacts --config names a missing file', command: 'build-artifacts',
+    args: ['--config', '<case>/model.json'], outcome: 'error',
+    expect: /^ort-dann: --config <case>\/model\.json: no such file; see models\/resnet34-dann\.json for the format$/,
+  },
+  {
+    id: 'config-invalid-json', area: 'config files', title: 'build-artifacts --config is not valid JSON', command: 'build-artifacts',
+    setup: (d) => writeFileSync(join(d.input, 'model.json'), '{ "backbone": "resnet18", }\n'),
+    args: ['--config', '<case>/model.json'], outcome: 'error',
+    expect: /^ort-dann: --config <case>\/model\.json: not valid JSON; see models\/resnet34-dann\.json for the format$/,
+  },
+  {
+    id: 'config-unknown-key', area: 'config files', title: 'build-artifacts --config with an unknown key (a typo)', command: 'build-artifacts',
+    setup: (d) => writeFileSync(join(d.input, 'model.json'), '{ "backbone": "resnet18", "imagesize": 128 }\n'),
+    args: ['--config', '<case>/model.json'], outcome: 'error',
+    expect: /^ort-dann: --config <case>\/model\.json: unknown key imagesize; allowed keys are name, backbone, imageSize, task, outputs, dropout$/,
+  },
+  {
+    id: 'config-image-size-too-small', area: 'config files', title: 'build-artifacts --config with an imageSize too small for the network', command: 'build-artifacts',
+    drop: ['--image-size'],
+    setup: (d) => writeFileSync(join(d.input, 'model.json'), '{ "backbone": "resnet18", "imageSize": 64 }\n'),
+    args: ['--config', '<case>/model.json'], outcome: 'error',
+    expect: /^ort-dann: --image-size 64: the feature map vanishes before the heads \(ResNet stride 32, then AvgPool2d\(2\) and a 4×4\/2 conv\); use at least \d+ px, e\.g\. 128 or 256$/,
+  },
+  {
+    id: 'config-outputs-duplicate', area: 'config files', title: 'build-artifacts --outputs with a repeated name', command: 'build-artifacts',
+    args: ['--outputs', 'size,size'], outcome: 'error',
+    expect: /^ort-dann: --outputs: names must be distinct \(got size,size\)$/,
+  },
+
+  // ── predict ───────────────────────────────────────────────────────────────────────────────────────
+  {
+    id: 'predict-model-missing', area: 'predict', title: 'predict --model names a missing file', command: 'predict',
+    args: ['--model', '<case>/model.onnx'], outcome: 'error',
+    expect: /^ort-dann: <case>\/model\.onnx does not exist; check the path$/,
+  },
+  {
+    id: 'predict-model-truncated', area: 'predict', title: 'predict --model is a truncated model.onnx', command: 'predict',
+    setup: (d) => {
+      const bytes = readFileSync(join(d.prevRun, 'model.onnx'));
+      writeFileSync(join(d.input, 'model.onnx'), bytes.subarray(0, bytes.length >> 1));
+    },
+    args: ['--model', '<case>/model.onnx'], outcome: 'error',
+    expect: /^ort-dann: <case>\/model\.onnx is not a valid ONNX model \(.+\); re-export or rebuild it$/,
+  },
+  {
+    id: 'predict-model-not-onnx', area: 'predict', title: 'predict --model is not an ONNX file', command: 'predict',
+    setup: (d) => writeFileSync(join(d.input, 'model.onnx'), 'version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsize 62068840\n'),
+    args: ['--model', '<case>/model.onnx'], outcome: 'error',
+    expect: /^ort-dann: <case>\/model\.onnx is not a valid ONNX model \(.+\); re-export or rebuild it$/,
+  },
+  {
+    id: 'predict-model-training-graph', area: 'predict', title: 'predict --model given a training artifact (eval_model.onnx) instead of an export', command: 'predict',
+    args: ['--model', '<artifacts>/eval_model.onnx'], outcome: 'error',
+    expect: /^ort-dann: <artifacts>\/eval_model\.onnx: an ONNX model without ort-dann metadata \(image size, normalization, output names\); export it with `ort-dann export --checkpoint RUN_DIR --out <artifacts>\/eval_model\.onnx`$/,
+  },
+  {
+    id: 'predict-image-corrupt', area: 'predict', title: 'predict on a corrupt image file', command: 'predict',
+    setup: (d) => writeFileSync(join(d.input, 'scan.png'), Buffer.from('\x89PNG\r\n\x1a\n not really', 'latin1')),
+    drop: ['<images>'], args: ['<case>/scan.png'], outcome: 'error',
+    expect: /^ort-dann: <case>\/scan\.png: .+; or pass --skip-bad-images to leave unreadable images out$/,
+  },
+
+  // ── W&B ───────────────────────────────────────────────────────────────────────────────────────────
+  {
+    id: 'wandb-bad-key', area: 'W&B', title: 'W&B rejects the API key (HTTP 401)', command: 'train',
+    env: { WANDB_API_KEY: WRONG_KEY, WANDB_BASE_URL: '<wandb>' },
+    args: ['--wandb', 'online'], outcome: 'error',
+    expect: /^ort-dann: W&B rejected the API key from WANDB_API_KEY \(HTTP 401: Unauthorized: invalid API key\); copy a valid key from <wandb>\/authorize, or run with --wandb offline and sync later$/,
+  },
+  {
+    id: 'wandb-online-no-key', area: 'W&B', title: '--wandb online without an API key', command: 'train',
+    env: { WANDB_BASE_URL: '<wandb>' },
+    args: ['--wandb', 'online'], outcome: 'error',
+    expect: /^ort-dann: --wandb online needs a W&B API key: set WANDB_API_KEY, or add "machine <wandb-host> login user password <key>" to ~\/\.netrc \(or use --wandb offline and sync later with ort-dann wandb-sync\)$/,
+  },
+  {
+    id: 'wandb-unreachable', area: 'W&B', title: 'W&B unreachable in online mode: the run continues offline', command: 'train',
+    env: { WANDB_API_KEY: WRONG_KEY, WANDB_BASE_URL: '<unreachable>' },
+    args: ['--wandb', 'online'], outcome: 'works',
+    expect: /^ort-dann: warning: cannot reach W&B at <unreachable> \(UpsertBucket failed: .+\); logging offline, upload later with: ort-dann wandb-sync <run>$/,
+  },
+];
