@@ -15,9 +15,11 @@ const USAGE = `usage: npm run bench -- <command> [options]
 
 async function main(command: string | undefined, argv: string[]): Promise<void> {
   switch (command) {
-    case 'train-step':
-      await (await import('./train-step.ts')).benchTrainStep(argv);
+    case 'train-step': {
+      const rows = await (await import('./train-step.ts')).benchTrainStep(argv);
+      if (rows.some((r) => r.error !== undefined || r.peer_error !== undefined)) process.exitCode = 1;
       return;
+    }
     case '__train-step-ours': // our side of train-step, in its own process (bench/lib/child.ts)
       await (await import('./lib/ours.ts')).oursTrainStep(argv);
       return;

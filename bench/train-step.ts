@@ -133,7 +133,6 @@ async function measure(run: () => Promise<ChildRun>, count: number, gflopPerImag
   } catch (e) {
     if (!(e instanceof UserError)) throw e;
     console.error(e.message);
-    process.exitCode = 1;
     return { ...FAILED, error: e.message, raw: {} };
   }
 }
