@@ -145,7 +145,9 @@ export const DOC_PATH = join(REPO, 'docs', 'errors.md');
 function shownCommand(c: Case): string {
   const without = c.drop?.filter((d) => d !== '<images>') ?? [];
   const args = c.args.map((a) => (/[\s;$`'"|&]/.test(a) ? `'${a}'` : a)).join(' ');
-  return `ort-dann ${c.command} …${args ? ` ${args}` : ''}${without.length ? ` (without ${without.join(', ')})` : ''}`;
+  // The key itself stays out of the doc: only that one was set.
+  const env = Object.entries(c.env ?? {}).map(([k, v]) => `${k}=${k === 'WANDB_API_KEY' ? '<a well-formed key>' : v} `).join('');
+  return `${env}ort-dann ${c.command} …${args ? ` ${args}` : ''}${without.length ? ` (without ${without.join(', ')})` : ''}`;
 }
 
 /** docs/errors.md: every case with the exact message, grouped by area. */
