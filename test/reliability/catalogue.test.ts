@@ -21,7 +21,7 @@ before(async () => {
   hashesBefore = contentHashes(shared());
   results = await runCases(f);
 });
-after(() => f.close());
+after(() => f?.close());
 
 test('the catalogue has at least 25 cases with distinct ids, covering every area', () => {
   assert.ok(CASES.length >= 25, `${CASES.length} cases`);

@@ -45,7 +45,7 @@ before(async () => {
   await labelledFolder(join(f.root, 'huge-labels'), Array.from({ length: 4 }, (_, i) => [1e30, i, 1]));
   await labelledFolder(join(f.root, 'one-huge-label'), Array.from({ length: 8 }, (_, i) => [i === 3 ? 1e30 : i + 1, 0.5, 0.25]));
 });
-after(() => f.close());
+after(() => f?.close());
 
 function assertOneLine(r: CliResult, pattern: RegExp): void {
   assert.equal(r.stderr.trim().split('\n').length, 1, `one line expected on stderr, got:\n${r.stderr}`);

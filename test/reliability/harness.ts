@@ -69,11 +69,16 @@ export async function buildFixture(o: FixtureOptions): Promise<Fixture> {
       rmSync(root, { recursive: true, force: true });
     },
   };
-  if (o.wandb) f.wandb = await FakeWandb.start();
-  if (o.prevRun) {
-    f.prevRun = join(root, 'prev-run');
-    const r = await runCli(f, trainBase(f, f.prevRun));
-    if (r.code !== 0) throw new Error(`fixture: the previous run failed: ${r.stderr}`);
+  try {
+    if (o.wandb) f.wandb = await FakeWandb.start();
+    if (o.prevRun) {
+      f.prevRun = join(root, 'prev-run');
+      const r = await runCli(f, trainBase(f, f.prevRun));
+      if (r.code !== 0) throw new Error(`fixture: the previous run failed: ${r.stderr}`);
+    }
+  } catch (e) {
+    await f.close();
+    throw e;
   }
   return f;
 }

@@ -16,7 +16,7 @@ let f: Fixture;
 before(async () => {
   f = await buildFixture({ prefix: 'ort-dann-security-', wandb: true });
 });
-after(() => f.close());
+after(() => f?.close());
 
 function filesUnder(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)]));
