@@ -36,7 +36,8 @@ say "python3: $(python3 -c 'import torch; print("torch", torch.__version__, "cud
 # Vulkan for WebGPU (Dawn): the system loader if there is one, else ours; and an ICD for the NVIDIA
 # driver — when none is registered but the driver's Vulkan library is mounted, register it ourselves.
 ldconfig=$(command -v ldconfig || echo /sbin/ldconfig)
-if "$ldconfig" -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; then
+# (grep without -q reads to the end: an early exit would fail the pipe under pipefail.)
+if "$ldconfig" -p 2>/dev/null | grep 'libvulkan\.so\.1 ' >/dev/null; then
   say "Vulkan loader: system"
 else
   export LD_LIBRARY_PATH="$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -58,7 +59,8 @@ if [ -z "$icds" ] || ! grep -qs nvidia $icds; then
   fi
 fi
 
-bench=("$node" --import tsx bench/index.ts train-step --json --peer torch --python "$(command -v python3)")
+# Artifacts are built afresh in the scratch folder: a warm machine may keep an older build in the tree.
+bench=("$node" --import tsx bench/index.ts train-step --json --peer torch --python "$(command -v python3)" --artifacts-root "$work/artifacts")
 results=$work/results.jsonl
 : > "$results"
 for ep in $eps; do
@@ -71,7 +73,7 @@ for ep in $eps; do
   if [ "$ep" != cpu ]; then
     # Which nodes the provider takes (the rest fall back to the CPU), and whether it starts at all.
     say "$ep placement of training_model.onnx (128 px):"
-    if ! timeout 60 "$node" --import tsx bench/lib/placement.ts "$ep" 128 2>&1 | tee -a "$log" | sed 's/^/#   /'; then
+    if ! timeout 60 "$node" --import tsx bench/lib/placement.ts "$ep" 128 "$work/artifacts" 2>&1 | tee -a "$log" | sed 's/^/#   /'; then
       say "$ep: the provider does not start here; skipping its bench"
       continue
     fi

@@ -8,7 +8,7 @@ import { UserError } from '../src/errors.ts';
 
 const USAGE = `usage: npm run bench -- <command> [options]
   train-step  train-step throughput vs PyTorch: [--image-size 128 --batch 16+16]... [--steps 5] [--warmup 2]
-              [--threads N] [--peer torch] [--json] [--ep cpu|cuda|webgpu]
+              [--threads N] [--peer torch] [--json] [--ep cpu|cuda|webgpu] [--rebuild]
   data        data-pipeline throughput (simulator, folder decode) vs a training step's consumption
   export      exported inference model vs torch.onnx.export, both run by ORT
   adam        fastai Adam step over 25.76 M parameters, calling thread and workers [repeats]`;

@@ -3,13 +3,14 @@
  * model, side by side in one invocation, same batch and threads:
  *   npm run bench -- train-step [--image-size 128 --batch 16+16]... [--steps 5] [--warmup 2]
  *     [--threads N] [--peer torch] [--json] [--ep cpu|cuda|webgpu] [--python /usr/bin/python3]
- *     [--artifacts-root artifacts]
- * Several --image-size/--batch pairs may be given (default 128 px 16+16 and 256 px 8+8). Each side
+ *     [--artifacts-root artifacts] [--rebuild]
+ * Several --image-size/--batch pairs may be given (default 128 px 16+16 and 256 px 8+8). Artifacts
+ * are built when missing; --rebuild builds them afresh, to measure the compiler as it is now. Each side
  * runs in its own child process, one after the other (never together: they would share the cores).
  * Per config: images/s (median of the timed steps), achieved nominal GFLOP/s, peak RSS, start-up
  * (spawn to the end of the first step); with --peer torch the same for PyTorch and the ratio.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,6 +45,8 @@ export interface TrainStepRow extends SideFigures, Partial<Prefixed<SideFigures,
   gflop_per_image: number;
   /** 1-minute load average before the config ran: other work on the machine skews every figure. */
   load_avg: number;
+  /** When the measured artifacts were built: stale ones measure an older compiler (see --rebuild). */
+  artifacts_built: string;
   session_create_s: number | null;
   peer?: string;
   peer_gpu_peak_mb?: number;
@@ -61,6 +64,7 @@ interface Options {
   json: boolean;
   python: string;
   artifactsRoot: string;
+  rebuild: boolean;
 }
 
 const median = (xs: number[]) => {
@@ -103,15 +107,17 @@ function parse(argv: string[]): Options {
     json: argv.includes('--json'),
     python: one('--python', existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'),
     artifactsRoot: one('--artifacts-root', 'artifacts'),
+    rebuild: argv.includes('--rebuild'),
   };
 }
 
-/** The artifacts of the default model at this size, built once (seeded init) when missing. */
-export async function artifactsFor(root: string, size: number): Promise<string> {
+/** The artifacts of the default model at this size, built (seeded init) when missing or asked to. */
+export async function artifactsFor(root: string, size: number, rebuild = false): Promise<string> {
   const config = makeConfig({ imageSize: size });
   const dir = join(root, `${config.name}-${size}px`);
-  if (!existsSync(join(dir, 'manifest.json'))) {
+  if (rebuild || !existsSync(join(dir, 'manifest.json'))) {
     console.error(`building ${dir} …`);
+    mkdirSync(root, { recursive: true });
     await buildArtifacts({ config, out: dir, weights: 'none', weightsCache: join('models', 'weights'), seed: 0 });
   }
   return dir;
@@ -149,7 +155,7 @@ export async function benchTrainStep(argv: string[]): Promise<TrainStepRow[]> {
   for (const c of o.configs) {
     const count = c.nSource + c.nTarget;
     const batch = `${c.nSource}+${c.nTarget}`;
-    const dir = await artifactsFor(o.artifactsRoot, c.size);
+    const dir = await artifactsFor(o.artifactsRoot, c.size, o.rebuild);
     const load = loadavg()[0];
     if (load > 0.5) console.error(`train-step: load average ${load.toFixed(2)} before ${c.size} px: other work shares the cores, figures will be low and noisy`);
     const common = ['--steps', String(o.steps), '--warmup', String(o.warmup), '--threads', String(o.threads)];
@@ -157,6 +163,7 @@ export async function benchTrainStep(argv: string[]): Promise<TrainStepRow[]> {
     const { raw, ...ours } = await measure(() => runChild(process.execPath, [...oursCommand, '--dir', dir, '--count', String(count), '--n-source', String(c.nSource), '--ep', o.ep, ...common], 'ours'), count, gflopPerImage);
     const row: TrainStepRow = {
       image_size: c.size, batch, ep: o.ep, threads: o.threads, steps: o.steps, gflop_per_image: gflopPerImage, load_avg: load,
+      artifacts_built: statSync(join(dir, 'training_model.onnx')).mtime.toISOString(),
       ...ours, session_create_s: (raw.create_s as number | undefined) ?? null, ratio: null,
     };
     let peer: SideFigures | undefined;
@@ -175,7 +182,7 @@ export async function benchTrainStep(argv: string[]): Promise<TrainStepRow[]> {
     const line = (who: string, f: SideFigures) => f.error
       ? `  ${who.padEnd(6)} failed: ${f.error.split('\n')[0]}`
       : `  ${who.padEnd(6)} ${fmt(f.images_per_s).padStart(7)} img/s ${fmt(f.gflops, 0).padStart(5)} GFLOP/s  step ${fmt(f.step_ms, 0).padStart(5)} ms (fwd+bwd ${fmt(f.train_ms, 0)}, optimizer ${fmt(f.optimizer_ms, 0)})  peak RSS ${fmt(f.peak_rss_mb, 0)} MB  start-up ${fmt(f.startup_s, 2)} s`;
-    console.log(`${c.size} px, batch ${batch} (${gflopPerImage.toFixed(3)} GFLOP/image, load average ${load.toFixed(2)} before):`);
+    console.log(`${c.size} px, batch ${batch} (${gflopPerImage.toFixed(3)} GFLOP/image, load average ${load.toFixed(2)} before, artifacts built ${row.artifacts_built}):`);
     console.log(line('ours', ours) + (ours.error ? '' : `  (session ${fmt(row.session_create_s, 2)} s)`));
     if (peer) {
       console.log(line('torch', peer));
