@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # GPU check (issue 8): our train step on WebGPU, and on CUDA when onnxruntime-node's CUDA provider
 # files are present, against the seed's PyTorch on the same GPU (`python3 … --device cuda`). Prints
-# the train-step bench's JSON lines (128 px 16+16 and 256 px 8+8). About 5 minutes at most, no
+# the train-step bench's JSON lines (128 px 16+16 and 256 px 8+8); then, in the time left, the same
+# on that machine's CPU against PyTorch on its CPU (all cores). About 5 minutes at most, no
 # network, installs nothing: Node, the node_modules it needs and a Vulkan loader come from
 # bench/gpu-bundle/runtime.tar.xz (built by bench/gpu-prepare.sh, ~40 MiB).
-# Usage: bench/gpu-check.sh [--ep "webgpu cuda"|cpu] [train-step options, e.g. --steps 10]
+# Usage: bench/gpu-check.sh [--ep "webgpu cuda cpu"] [train-step options, e.g. --steps 10]
 # The full log goes to $OUT/gpu-check.log when OUT is set, else bench/results/gpu-check.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-eps="webgpu cuda"
+eps="webgpu cuda cpu"
 if [ "${1:-}" = --ep ]; then eps=$2; shift 2; fi
 logdir=${OUT:-bench/results}
 mkdir -p "$logdir"
