@@ -5,6 +5,7 @@
  * directory swap, so a reader never sees a mix of two builds.
  */
 import { differentiate } from '../src/autodiff/grad.ts';
+import { type BatchNormForward } from '../src/autodiff/lower.ts';
 import { UserError } from '../src/errors.ts';
 import { writeDirAtomic } from '../src/io/atomic.ts';
 import { encodeSafetensors } from '../src/io/safetensors.ts';
@@ -29,6 +30,8 @@ export interface BuildOptions {
   weights: string;
   weightsCache: string;
   seed: number;
+  /** Training-mode BatchNorm forward: ONNX's fused kernel (CPU, CUDA) or plain ops (WebGPU). */
+  batchNorm?: BatchNormForward;
 }
 
 export interface BuiltArtifacts {
@@ -76,7 +79,7 @@ export async function compileArtifacts(opts: BuildOptions): Promise<BuiltArtifac
     ...['loss', 'regression_loss', 'domain_loss'].map((name) => ({ name, dtype: 'float' as const, shape: [] })),
     ...[...updates.keys()].map((name) => ({ name, dtype: 'float' as const })),
   );
-  const gradOf = differentiate(train.graph, { loss: 'loss', wrt: paramNames });
+  const gradOf = differentiate(train.graph, { loss: 'loss', wrt: paramNames, batchNorm: opts.batchNorm ?? 'fused' });
   const grads = new Map([...gradOf].map(([p, g]) => [g, p]));
 
   const evalModel = buildDann(config, 'eval');
@@ -127,6 +130,7 @@ export async function compileArtifacts(opts: BuildOptions): Promise<BuiltArtifac
     checkpoint: 'checkpoint.safetensors',
     weights: weights.source,
     opset: train.graph.opset,
+    batchNormForward: opts.batchNorm ?? 'fused',
   };
   const metadata = { format: 'pt', 'ort-dann.kind': 'model', 'ort-dann.config': JSON.stringify(config) };
   const files = new Map<string, Uint8Array | Uint8Array[]>([

@@ -9,7 +9,14 @@ import { type Graph, type Node, attrFloat, attrInt } from '../onnx/graph.ts';
 import { DataType } from '../onnx/proto.ts';
 import { MARKER_DOMAIN } from './rules.ts';
 
-export function prepareForDifferentiation(g: Graph): void {
+/**
+ * How training-mode BatchNormalization runs forward: 'fused' uses ONNX's training kernel (fastest on
+ * the CPU provider); 'ops' computes the batch statistics with ReduceMean/Sub/Mul and normalises with
+ * an inference-mode BatchNormalization, for providers without a training kernel (WebGPU).
+ */
+export type BatchNormForward = 'fused' | 'ops';
+
+export function prepareForDifferentiation(g: Graph, batchNorm: BatchNormForward = 'fused'): void {
   const b = new Builder(g, 'fwd');
   const pending = g.nodes;
   g.nodes = [];
@@ -17,7 +24,7 @@ export function prepareForDifferentiation(g: Graph): void {
     if (node.op === 'MaxPool' && !node.outputs[1]) node.outputs[1] = g.fresh(`${node.name}/indices`);
     if (node.op === 'Dropout' && node.inputs[2] && !node.outputs[1]) node.outputs[1] = g.fresh(`${node.name}/mask`);
     if (node.op === 'BatchNormalization' && node.domain === '' && attrInt(node, 'training_mode', 0) === 1) {
-      lowerTrainingBatchNorm(g, b, node);
+      lowerTrainingBatchNorm(g, b, node, batchNorm);
       continue;
     }
     g.nodes.push(node);
@@ -30,23 +37,18 @@ export function prepareForDifferentiation(g: Graph): void {
  * mean and (biased) variance, which the backward and PyTorch's running-stat update (unbiased variance,
  * where ONNX would use the biased one) then read.
  */
-function lowerTrainingBatchNorm(g: Graph, b: Builder, node: Node): void {
+function lowerTrainingBatchNorm(g: Graph, b: Builder, node: Node, forward: BatchNormForward): void {
   const [x, scale, bias, runMean, runVar] = node.inputs;
   const [y, newMean, newVar] = node.outputs;
   const epsilon = attrFloat(node, 'epsilon', 1e-5);
   const onnxMomentum = attrFloat(node, 'momentum', 0.9);
-  const [mean, variance] = [g.fresh(`${node.name}/batch_mean`), g.fresh(`${node.name}/batch_var`)];
-  // ORT's kernel may write its statistics over its running-stat inputs (registered in-place; seen to
-  // overwrite the caller's buffers), so each node gets placeholders of its own; with momentum 0 their
-  // values do not matter, and the real running statistics stay intact.
-  const channels = g.info(scale)?.shape?.[0];
-  if (typeof channels !== 'number') throw new Error(`internal: BatchNormalization ${node.name} needs a fixed channel count`);
-  const placeholders = ['mean', 'var'].map((kind) => {
-    const name = g.fresh(`${node.name}/placeholder_${kind}`);
-    g.initializers.set(name, { dtype: 'float', dims: [channels], data: new Float32Array(channels).fill(kind === 'var' ? 1 : 0) });
-    return name;
-  });
-  b.opN('BatchNormalizationTrain', [x, scale, bias, ...placeholders], { epsilon }, [y, mean, variance], MARKER_DOMAIN);
+  const [mean, variance] = forward === 'ops' ? batchStatistics(g, b, x) : [g.fresh(`${node.name}/batch_mean`), g.fresh(`${node.name}/batch_var`)];
+  if (forward === 'ops') {
+    // Statistics as inputs, one output: the marker lowers to an inference-mode BatchNormalization.
+    b.opN('BatchNormalizationTrain', [x, scale, bias, mean, variance], { epsilon }, [y], MARKER_DOMAIN);
+  } else {
+    lowerFusedBatchNorm(g, b, node, [mean, variance], epsilon);
+  }
   g.extraOpsets.set(MARKER_DOMAIN, 1);
   if (newMean || newVar) {
     const m = 1 - onnxMomentum;
@@ -58,6 +60,35 @@ function lowerTrainingBatchNorm(g: Graph, b: Builder, node: Node): void {
   }
 }
 
+/** Per-channel batch mean and biased variance of an NC… tensor, as [C] vectors. */
+function batchStatistics(g: Graph, b: Builder, x: string): [string, string] {
+  const rank = g.info(x)?.shape?.length ?? 4;
+  const axes = [0, ...Array.from({ length: rank - 2 }, (_, k) => k + 2)];
+  const reduceMean = (v: string) => (g.opset >= 18
+    ? b.op('ReduceMean', [v, b.ints(axes)], { keepdims: 0 })
+    : b.op('ReduceMean', [v], { axes, keepdims: 0 }));
+  const mean = reduceMean(x);
+  const view = rank > 2 ? b.op('Unsqueeze', [mean, b.ints(axes.slice(1).map((a) => a - 1))]) : mean;
+  const centred = b.op('Sub', [x, view]);
+  return [mean, reduceMean(b.op('Mul', [centred, centred]))];
+}
+
+function lowerFusedBatchNorm(g: Graph, b: Builder, node: Node, [mean, variance]: string[], epsilon: number): void {
+  const [x, scale, bias] = node.inputs;
+  const [y] = node.outputs;
+  // ORT's kernel may write its statistics over its running-stat inputs (registered in-place; seen to
+  // overwrite the caller's buffers), so each node gets placeholders of its own; with momentum 0 their
+  // values do not matter, and the real running statistics stay intact.
+  const channels = g.info(scale)?.shape?.[0];
+  if (typeof channels !== 'number') throw new Error(`internal: BatchNormalization ${node.name} needs a fixed channel count`);
+  const placeholders = ['mean', 'var'].map((kind) => {
+    const name = g.fresh(`${node.name}/placeholder_${kind}`);
+    g.initializers.set(name, { dtype: 'float', dims: [channels], data: new Float32Array(channels).fill(kind === 'var' ? 1 : 0) });
+    return name;
+  });
+  b.opN('BatchNormalizationTrain', [x, scale, bias, ...placeholders], { epsilon }, [y, mean, variance], MARKER_DOMAIN);
+}
+
 /** Replaces marker ops by their ai.onnx forward meaning and drops the marker opset. */
 export function lowerMarkers(g: Graph): void {
   for (const node of g.nodes) {
@@ -67,8 +98,8 @@ export function lowerMarkers(g: Graph): void {
       node.inputs = [node.inputs[0]];
     } else if (node.op === 'BatchNormalizationTrain') {
       node.op = 'BatchNormalization';
-      node.attrs.training_mode = { i: 1 };
-      node.attrs.momentum = { f: 0 };
+      // Fused form (3 outputs): the training kernel, whose momentum-0 "running" outputs are the batch stats.
+      if (node.outputs.length === 3) Object.assign(node.attrs, { training_mode: { i: 1 }, momentum: { f: 0 } });
     } else throw new Error(`internal: unknown marker ${node.op}`);
     node.domain = '';
   }

@@ -41,13 +41,13 @@ function perChannelCount(c: GradContext, x: string): string {
 }
 
 /**
- * Batch-statistics BatchNormalization backward (inputs X, scale, B, running stats; outputs Y, batch
- * mean, batch variance): dX = dY·k1 + (X−mean)·k2 + k3 with per-channel k's, so only two full
+ * Batch-statistics BatchNormalization backward: dX = dY·k1 + (X−mean)·k2 + k3 with per-channel k's, so only two full
  * reductions touch dY. It centres X first, so no term subtracts two large nearly equal sums.
  */
 const batchNormTrain: GradRule = (c) => {
   const [x, scale] = c.node.inputs;
-  const [, mean, variance] = c.node.outputs;
+  // Fused form: statistics are outputs 1 and 2; 'ops' form: inputs 3 and 4 (see lower.ts).
+  const [mean, variance] = c.node.outputs.length === 3 ? c.node.outputs.slice(1) : c.node.inputs.slice(3, 5);
   const rank = c.rank(x);
   const axes = channelAxes(rank);
   const view = (v: string) => channelView(c, v, rank);
@@ -64,7 +64,7 @@ const batchNormTrain: GradRule = (c) => {
     const k3 = c.op('Neg', [c.op('Div', [mul(c, k1, db), m])]);
     dx = c.op('Add', [mul(c, go, view(k1)), c.op('Add', [mul(c, centred, view(k2)), view(k3)])]);
   }
-  return [dx, c.needs(1) ? dscale : undefined, c.needs(2) ? db : undefined];
+  return [dx, c.needs(1) ? dscale : undefined, c.needs(2) ? db : undefined, undefined, undefined];
 };
 
 /** Inference-mode BatchNormalization: a per-channel affine map with constant statistics. */

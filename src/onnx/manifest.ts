@@ -70,6 +70,8 @@ export interface Manifest {
   /** Where the initial weights came from (none, a file, torchvision). */
   weights: string;
   opset: number;
+  /** 'fused': ONNX's training-mode BatchNormalization kernel (CPU, CUDA); 'ops': plain ops (any provider, e.g. WebGPU). */
+  batchNormForward?: 'fused' | 'ops';
 }
 
 export function readManifest(dir: string): Manifest {

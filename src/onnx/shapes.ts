@@ -170,7 +170,7 @@ const rules: Record<string, ShapeRule> = {
   },
   BatchNormalizationTrain: (c) => {
     const x = c.in(0);
-    const stat = { dtype: x.dtype, shape: c.in(3).shape };
+    const stat = { dtype: x.dtype, shape: c.in(1).shape };
     return { outputs: [{ dtype: x.dtype, shape: x.shape }, stat, stat] };
   },
   BatchNormalization: (c) => {
