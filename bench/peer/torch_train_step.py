@@ -1,6 +1,6 @@
 """The PyTorch peer of `npm run bench -- train-step`: the seed's DANN train step, timed.
 
-The module is the seed's (as in test/artifacts/dann_reference.py): torchvision ResNet body without
+The module is the seed's (tools/reference/seed_dann.py): torchvision ResNet body without
 avgpool/fc, AvgPool2d(2) → Conv2d(512,512,4,2,1) → BN → ReLU, a label head (with Dropout 0.3) and a
 domain head behind a gradient reversal layer; loss MSE(source rows) + lambda·BCE-with-logits(all
 rows); model.train(); AdamW with fastai's hyper-parameters (betas 0.95/0.99, eps 1e-5, decoupled
@@ -15,11 +15,16 @@ import argparse
 import json
 import math
 import resource
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'tools' / 'reference'))
+import seed_dann  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument('--image-size', type=int, required=True)
@@ -81,55 +86,17 @@ except ImportError:
         return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Linear(512, 1000))
 
 
-class GradientReversalFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, alpha):
-        ctx.alpha = alpha
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        return -ctx.alpha * grad_output, None
+def feature_dim():
+    with torch.no_grad():
+        return seed_dann.FeatureExtractor(resnet_body()).eval()(torch.zeros(1, 3, args.image_size, args.image_size)).numel()
 
 
-class GradientReversalLayer(nn.Module):
-    def __init__(self, alpha=1.0):
-        super().__init__()
-        self.alpha = alpha
-
-    def forward(self, x):
-        return GradientReversalFunction.apply(x, self.alpha)
-
-
-class FeatureExtractor(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.resnet_layers = nn.Sequential(*list(resnet_body().children())[:-2])
-        self.additional_layers = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(512, 512, 4, stride=2, padding=1), nn.BatchNorm2d(512), nn.ReLU())
-
-    def forward(self, x):
-        return self.additional_layers(self.resnet_layers(x))
-
-
-class DANN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.feature_extractor = FeatureExtractor()
-        with torch.no_grad():
-            feat = self.feature_extractor.eval()(torch.zeros(1, 3, args.image_size, args.image_size)).numel()
-        p, k = args.dropout, args.outputs
-        self.label_predictor = nn.Sequential(nn.Flatten(), nn.Linear(feat, 256), nn.ReLU(), nn.Dropout(p), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, k))
-        self.domain_classifier = nn.Sequential(nn.Flatten(), nn.Linear(feat, 256), nn.ReLU(), nn.Dropout(p), nn.Linear(256, 1))
-        self.grl = GradientReversalLayer()
-
-    def forward(self, x):
-        features = self.feature_extractor(x)
-        return self.label_predictor(features), self.domain_classifier(self.grl(features))
+config = {'backbone': args.backbone, 'featureDim': feature_dim(), 'outputs': [f'output_{k}' for k in range(args.outputs)], 'dropout': args.dropout}
 
 
 ns, nt = (int(v) for v in args.batch.split('+'))
 n = ns + nt
-model = DANN().to(device)
+model = seed_dann.DANN(config, body=resnet_body()).to(device)
 model.train()
 decay = [p for p in model.parameters() if p.ndim > 1]
 no_decay = [p for p in model.parameters() if p.ndim <= 1]  # BatchNorm weights/biases and biases

@@ -15,67 +15,18 @@ CODEC is a Python file defining read_st / write_st (a safetensors codec independ
 import inspect
 import json
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torchvision
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'tools' / 'reference'))
+import seed_dann  # noqa: E402
 
 mode, art, checkpoint = sys.argv[1], sys.argv[2], sys.argv[3]
 exec(open(sys.argv[-1]).read())  # CODEC, always the last argument
 config = json.load(open(f'{art}/manifest.json'))['config']
 torch.set_num_threads(2)
-F = config['featureDim']
-K = len(config['outputs'])
-
-
-class GradientReversal(nn.Module):
-    """Identity in the forward pass; it only acts on gradients, which evaluation has none of."""
-    def forward(self, x):
-        return x
-
-
-class FeatureExtractor(nn.Module):
-    def __init__(self):
-        super().__init__()
-        body = getattr(torchvision.models, config['backbone'])()
-        # torchvision ResNet without its avgpool and fc, then the seed's extra block.
-        self.resnet_layers = nn.Sequential(*list(body.children())[:-2])
-        self.additional_layers = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(512, 512, 4, stride=2, padding=1), nn.BatchNorm2d(512), nn.ReLU())
-
-    def forward(self, x):
-        return self.additional_layers(self.resnet_layers(x))
-
-
-class LabelPredictor(nn.Module):
-    def __init__(self):
-        super().__init__()
-        p = config['dropout']
-        self.regressor = nn.Sequential(nn.Flatten(), nn.Linear(F, 256), nn.ReLU(), nn.Dropout(p), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, K))
-
-    def forward(self, x):
-        return self.regressor(x)
-
-
-class DomainClassifier(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(F, 256), nn.ReLU(), nn.Dropout(config['dropout']), nn.Linear(256, 1))
-
-    def forward(self, x):
-        return self.classifier(x)
-
-
-class DANN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.feature_extractor = FeatureExtractor()
-        self.label_predictor = LabelPredictor()
-        self.domain_classifier = DomainClassifier()
-        self.grl = GradientReversal()
-
-    def forward(self, x):
-        features = self.feature_extractor(x)
-        return self.label_predictor(features), self.domain_classifier(self.grl(features)), torch.flatten(features, 1)
 
 
 class LabelPath(nn.Module):
@@ -89,7 +40,7 @@ class LabelPath(nn.Module):
 
 
 def load(dtype):
-    model = DANN()
+    model = seed_dann.DANN(config)
     state, _, _ = read_st(checkpoint)
     model.load_state_dict(state, strict=True)
     return model.to(dtype).eval()
@@ -100,7 +51,10 @@ if mode == 'forward':
     out = {}
     for dtype, suffix in [(torch.float64, ''), (torch.float32, '@torch32')]:
         with torch.no_grad():
-            prediction, domain_logit, features = load(dtype)(images.to(dtype))
+            model = load(dtype)
+            features = model.feature_extractor(images.to(dtype))
+            prediction, domain_logit = model.label_predictor(features), model.domain_classifier(features)
+            features = torch.flatten(features, 1)
         for name, t in [('prediction', prediction), ('domain_logit', domain_logit), ('features', features)]:
             out[name + suffix] = t.float().contiguous()
     write_st(sys.argv[5], out)

@@ -6,10 +6,13 @@ arithmetic gets on each tensor; PyTorch's own float32 stem gradient is 2e-3 away
 Usage: dann_reference.py ARTIFACTS_DIR INPUTS.safetensors OUT.safetensors"""
 import json
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torchvision
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'tools' / 'reference'))
+import seed_dann  # noqa: E402
 
 exec(open(sys.argv[4]).read())  # read_st / write_st (an independent safetensors codec, shared with other tests)
 
@@ -17,26 +20,6 @@ art, inputs_path, out_path = sys.argv[1], sys.argv[2], sys.argv[3]
 manifest = json.load(open(f'{art}/manifest.json'))
 config = manifest['config']
 torch.set_num_threads(2)
-
-
-class GradientReversalFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, alpha):
-        ctx.alpha = alpha
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        return -ctx.alpha * grad_output, None
-
-
-class GradientReversalLayer(nn.Module):
-    def __init__(self, alpha=1.0):
-        super().__init__()
-        self.alpha = alpha
-
-    def forward(self, x):
-        return GradientReversalFunction.apply(x, self.alpha)
 
 
 class MaskDropout(nn.Module):
@@ -50,53 +33,6 @@ class MaskDropout(nn.Module):
         return x * self.mask / (1 - self.p)
 
 
-class FeatureExtractor(nn.Module):
-    def __init__(self):
-        super().__init__()
-        resnet = getattr(torchvision.models, config['backbone'])()
-        self.resnet_layers = nn.Sequential(*list(resnet.children())[:-2])
-        self.additional_layers = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(512, 512, 4, stride=2, padding=1), nn.BatchNorm2d(512), nn.ReLU())
-
-    def forward(self, x):
-        return self.additional_layers(self.resnet_layers(x))
-
-
-F = config['featureDim']
-K = len(config['outputs'])
-p = config['dropout']
-
-
-class LabelPredictor(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.regressor = nn.Sequential(nn.Flatten(), nn.Linear(F, 256), nn.ReLU(), MaskDropout(p), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, K))
-
-    def forward(self, x):
-        return self.regressor(x)
-
-
-class DomainClassifier(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(F, 256), nn.ReLU(), MaskDropout(p), nn.Linear(256, 1))
-
-    def forward(self, x):
-        return self.classifier(x)
-
-
-class DANN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.feature_extractor = FeatureExtractor()
-        self.label_predictor = LabelPredictor()
-        self.domain_classifier = DomainClassifier()
-        self.grl = GradientReversalLayer()
-
-    def forward(self, x):
-        features = self.feature_extractor(x)
-        return self.label_predictor(features), self.domain_classifier(self.grl(features))
-
-
 state, _, _ = read_st(f'{art}/checkpoint.safetensors')
 raw_inputs, _, _ = read_st(inputs_path)
 ns = int(raw_inputs['n_source'].item())
@@ -104,7 +40,7 @@ ns = int(raw_inputs['n_source'].item())
 
 def train_step(dtype):
     """One forward/backward of the seed's module in `dtype`: losses, parameter grads, running stats."""
-    model = DANN()
+    model = seed_dann.DANN(config, dropout=MaskDropout)
     model.load_state_dict({k: v.clone() for k, v in state.items()}, strict=True)
     model.to(dtype)
     inp = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in raw_inputs.items()}
