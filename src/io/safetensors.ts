@@ -7,6 +7,7 @@
  * offset is misaligned for their type, which our writer never produces, are copied). Writing emits
  * the header and then each tensor's own bytes in turn, so no second copy of the model is built.
  */
+import { readFailure } from './read-error.ts';
 import fs from 'node:fs/promises';
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from './atomic.ts';
@@ -114,10 +115,7 @@ export async function readSafetensors(file: string): Promise<SafetensorsContent>
       await fh.close();
     }
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new UserError(`${file}: no such file; check the path`);
-    if (code === 'EACCES' || code === 'EISDIR') throw new UserError(`${file}: cannot be read (${code}); check the path and its permissions`);
-    throw e;
+    throw readFailure(e, file);
   }
   return parseSafetensors(bytes, file);
 }

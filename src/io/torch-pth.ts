@@ -5,6 +5,7 @@
  * that only knows plain data, OrderedDict and the torch rebuild functions: any other global is
  * refused before anything is built, so no code from the file ever runs.
  */
+import { readFailure } from './read-error.ts';
 import fs from 'node:fs/promises';
 import { UserError } from '../errors.ts';
 import { allocData, dtypeBytes, numel, typedView, type DType, type Tensor, type TensorData } from './tensor.ts';
@@ -384,10 +385,7 @@ async function sniff(file: string): Promise<Buffer> {
       await fh.close();
     }
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new UserError(`${file}: no such file; check the path`);
-    if (code === 'EACCES' || code === 'EISDIR') throw new UserError(`${file}: cannot be read (${code}); check the path and its permissions`);
-    throw e;
+    throw readFailure(e, file);
   }
 }
 

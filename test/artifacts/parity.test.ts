@@ -16,6 +16,7 @@ import { Graph } from '../../src/onnx/graph.ts';
 import { readModelFile } from '../../src/onnx/proto.ts';
 import { buildArtifacts } from '../../tools/build-artifacts.ts';
 import { makeConfig } from '../../tools/model/config.ts';
+import { relErr } from '../export/fixture.ts';
 import { randn, rng } from '../helpers/gradcheck.ts';
 import { PY_SAFETENSORS, runPythonFile } from '../io/python.ts';
 
@@ -29,16 +30,7 @@ const cases: Case[] = [
 ];
 
 const f32 = (data: Float32Array, shape: number[]): Tensor => ({ dtype: 'F32', shape, data });
-/** max |Δ| / max |ref|: sensitive to single elements. */
-const relErr = (got: ArrayLike<number>, want: ArrayLike<number>) => {
-  let diff = 0;
-  let scale = 0;
-  for (let k = 0; k < want.length; k++) {
-    diff = Math.max(diff, Math.abs(got[k] - want[k]));
-    scale = Math.max(scale, Math.abs(want[k]));
-  }
-  return diff / Math.max(scale, 1e-12);
-};
+/** max |Δ| / max |ref|: sensitive to single elements (relErr of the export tests' fixture). */
 /** ‖Δ‖₂ / ‖ref‖₂: the tensor-level relative error. */
 const normErr = (got: ArrayLike<number>, want: ArrayLike<number>) => {
   let diff = 0;
