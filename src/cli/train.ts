@@ -9,6 +9,7 @@ import type { CommandModule, Options } from 'yargs';
 import pino from 'pino';
 import { ensureDemoData, normalizationFromName, openSource, openTarget, type Normalization, NORMALIZATION_NAMES } from '../data/index.ts';
 import { UserError } from '../errors.ts';
+import { CHECKPOINT_META } from '../export/checkpoint.ts';
 import { exportInferenceModel } from '../export/export.ts';
 import { readManifest } from '../onnx/manifest.ts';
 import { createTracking, trackingFlags, trackingOptionsFromArgs } from '../tracking/index.ts';
@@ -208,6 +209,8 @@ export async function runTrain(a: Args): Promise<void> {
     }
     await mkdir(runDir, { recursive: true });
     const log = pino({ level: 'info' }, pino.destination({ dest: join(runDir, 'train.log'), sync: false, mkdir: true }));
+    // `ort-dann export --checkpoint <run>` then preprocesses as this run did, without its model.onnx.
+    session.checkpointMetadata = { [CHECKPOINT_META.normalization]: JSON.stringify(r.normalization), [CHECKPOINT_META.runId]: r.runName };
     let resume: ResumeState | undefined;
     if (a.resume) resume = (await session.loadCheckpoint(resumeFrom)) as unknown as ResumeState;
     else await copyFile(join(artifacts, 'manifest.json'), join(runDir, 'manifest.json'));

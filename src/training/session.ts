@@ -128,6 +128,8 @@ export class TrainingSession {
   private readonly views = new Map<string, Float32Array>();
   private readonly feedViews = new Map<string, Float32Array>();
   private maskStream: Rng;
+  /** Extra `__metadata__` of every saved model.safetensors (e.g. the run's preprocessing, for re-export). */
+  checkpointMetadata: Record<string, string> = {};
   private trainStep = 0;
 
   private constructor(
@@ -411,7 +413,7 @@ export class TrainingSession {
       trainer: JSON.stringify({ ...trainer, sessionStep: this.trainStep, trainable: this.tensors.filter((_, k) => this.trainable[k]).map((t) => t.name) }),
     };
     await writeDirAtomic(dir, {
-      'model.safetensors': encodeSafetensors(this.stateDict(), { format: 'pt' }),
+      'model.safetensors': encodeSafetensors(this.stateDict(), { ...this.checkpointMetadata, format: 'pt' }),
       'optimizer.safetensors': encodeSafetensors(optimizer, meta),
     });
   }
