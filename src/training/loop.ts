@@ -168,6 +168,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
 
   let fitError: unknown;
   let currentPhase = -1;
+  const firstStep = state.step;
   try {
     for (let step = state.step; step < plan.totalSteps; step++) {
       const point = plan.at(step);
@@ -179,7 +180,8 @@ export async function fit(o: FitOptions): Promise<FitResult> {
         if (point.phaseStep === 0) session.resetOptimizerState();
         await emit('beforeFit');
       }
-      const epochStart = step % plan.nIter === 0 || step === state.step;
+      // A resumed run starts its (partial) epoch at its first step.
+      const epochStart = step % plan.nIter === 0 || step === firstStep;
       Object.assign(state, { epoch: point.epoch, epochFloat: step / plan.nIter, progress: point.progress, alpha: o.target ? point.alpha : 0, hypers: point.hypers });
       if (step % plan.nIter === 0) {
         o.source.startEpoch(point.epoch);

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -91,5 +91,40 @@ test('bad flags fail with one line naming the flag', () => {
     assert.match(r.stderr, pattern);
     assert.equal(r.stderr.trim().split('\n').length, 1, `one line expected, got: ${r.stderr}`);
     assert.doesNotMatch(r.stderr, /\n\s+at /);
+  }
+});
+
+test('callbacks see one beforeEpoch per epoch, and a resumed run one for its partial epoch', async () => {
+  const { fit } = await import('../../src/training/loop.ts');
+  const { fineTuneDannPlan } = await import('../../src/training/schedules.ts');
+  const { TrainingSession } = await import('../../src/training/session.ts');
+  const { openSource, openTarget } = await import('../../src/data/index.ts');
+  const session = await TrainingSession.fromArtifacts(artifacts, { threads: 2 });
+  const open = async () => ({
+    source: await openSource(data.sourceVal!, { size: 128, seed: 0 }),
+    sourceVal: await openSource(data.sourceVal!, { size: 128, seed: 0, split: 'val' }),
+    target: await openTarget(data.targetTrain, { size: 128 }),
+    targetVal: await openTarget(data.targetVal, { size: 128, split: 'val' }),
+  });
+  const run = async (runDir: string, resume?: Parameters<typeof fit>[0]['resume']) => {
+    const events: string[] = [];
+    mkdirSync(runDir, { recursive: true });
+    const s = await open();
+    const plan = fineTuneDannPlan({ epochs: 2, freezeEpochs: 1, nGroups: session.groupCount, nIter: 2 });
+    await fit({
+      session, ...s, batchSize: 2, valSteps: 1, plan, lambdaDomain: 0.1, runDir, monitor: { name: 'valid_loss', mode: 'min' },
+      outputNames: ['num_particles', 'planar_dist', 'depth_dist'], task: 'regression', resume,
+      callbacks: [{ name: 'spy', beforeEpoch: (st) => { events.push(`epoch ${st.epoch} at ${st.step}`); }, afterBatch: (st) => { events.push(`step ${st.step}`); } }],
+    });
+    await Promise.all(Object.values(s).map((x) => x.close()));
+    return events;
+  };
+  try {
+    const events = await run(join(root, 'spy'));
+    assert.deepEqual(events.filter((e) => e.startsWith('epoch')), ['epoch 0 at 0', 'epoch 1 at 2', 'epoch 2 at 4']);
+    const resumed = await run(join(root, 'spy-resumed'), { step: 3, sources: {} });
+    assert.deepEqual(resumed.filter((e) => e.startsWith('epoch')), ['epoch 1 at 3', 'epoch 2 at 4']);
+  } finally {
+    await session.release();
   }
 });
