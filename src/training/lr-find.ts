@@ -4,7 +4,7 @@
  * the loss-vs-lr plot as a PNG. Training is injected as `step(lr)`, so the caller saves the weights and
  * optimizer state before and restores them afterwards, as fastai's LRFinder does.
  */
-import pngjs from 'pngjs';
+import { Canvas, type Rgb, textWidth, ticks } from '../plot.ts';
 import { SmoothLoss } from './recorder.ts';
 
 export interface LrFindOptions {
@@ -108,109 +108,6 @@ export function valley(losses: readonly number[]): number {
 
 // ---- PNG plot -------------------------------------------------------------------------------------
 
-type RGB = readonly [number, number, number];
-
-/** 5×7 glyphs for the plot's labels ('#' lit, one string per row); g and y add two descender rows. */
-const FONT: Record<string, readonly string[]> = {
-  '0': ['.###.', '#...#', '#..##', '#.#.#', '##..#', '#...#', '.###.'],
-  '1': ['..#..', '.##..', '..#..', '..#..', '..#..', '..#..', '.###.'],
-  '2': ['.###.', '#...#', '....#', '...#.', '..#..', '.#...', '#####'],
-  '3': ['#####', '...#.', '..#..', '...#.', '....#', '#...#', '.###.'],
-  '4': ['...#.', '..##.', '.#.#.', '#..#.', '#####', '...#.', '...#.'],
-  '5': ['#####', '#....', '####.', '....#', '....#', '#...#', '.###.'],
-  '6': ['..##.', '.#...', '#....', '####.', '#...#', '#...#', '.###.'],
-  '7': ['#####', '....#', '...#.', '..#..', '.#...', '.#...', '.#...'],
-  '8': ['.###.', '#...#', '#...#', '.###.', '#...#', '#...#', '.###.'],
-  '9': ['.###.', '#...#', '#...#', '.####', '....#', '...#.', '.##..'],
-  '.': ['.....', '.....', '.....', '.....', '.....', '.##..', '.##..'],
-  '-': ['.....', '.....', '.....', '.###.', '.....', '.....', '.....'],
-  '+': ['.....', '..#..', '..#..', '#####', '..#..', '..#..', '.....'],
-  ':': ['.....', '.##..', '.##..', '.....', '.##..', '.##..', '.....'],
-  '_': ['.....', '.....', '.....', '.....', '.....', '.....', '#####'],
-  ' ': ['.....', '.....', '.....', '.....', '.....', '.....', '.....'],
-  a: ['.....', '.....', '.###.', '....#', '.####', '#...#', '.####'],
-  d: ['....#', '....#', '.##.#', '#..##', '#...#', '#...#', '.####'],
-  e: ['.....', '.....', '.###.', '#...#', '#####', '#....', '.###.'],
-  f: ['..##.', '.#..#', '.#...', '###..', '.#...', '.#...', '.#...'],
-  g: ['.....', '.....', '.####', '#...#', '#...#', '#...#', '.####', '....#', '.###.'],
-  i: ['..#..', '.....', '.##..', '..#..', '..#..', '..#..', '.###.'],
-  l: ['.##..', '..#..', '..#..', '..#..', '..#..', '..#..', '.###.'],
-  n: ['.....', '.....', '#.##.', '##..#', '#...#', '#...#', '#...#'],
-  o: ['.....', '.....', '.###.', '#...#', '#...#', '#...#', '.###.'],
-  r: ['.....', '.....', '#.##.', '##..#', '#....', '#....', '#....'],
-  s: ['.....', '.....', '.####', '#....', '.###.', '....#', '####.'],
-  t: ['.#...', '.#...', '###..', '.#...', '.#...', '.#..#', '..##.'],
-  v: ['.....', '.....', '#...#', '#...#', '#...#', '.#.#.', '..#..'],
-  y: ['.....', '.....', '#...#', '#...#', '#...#', '#...#', '.####', '....#', '.###.'],
-  L: ['#....', '#....', '#....', '#....', '#....', '#....', '#####'],
-  R: ['####.', '#...#', '#...#', '####.', '#.#..', '#..#.', '#...#'],
-};
-
-/** An RGBA raster with the few primitives the plot needs. */
-class Raster {
-  readonly data: Buffer;
-  constructor(
-    readonly width: number,
-    readonly height: number,
-  ) {
-    this.data = Buffer.alloc(width * height * 4, 255);
-  }
-
-  set(x: number, y: number, c: RGB): void {
-    x = Math.round(x);
-    y = Math.round(y);
-    if (x < 0 || y < 0 || x >= this.width || y >= this.height) return;
-    const o = (y * this.width + x) * 4;
-    this.data[o] = c[0];
-    this.data[o + 1] = c[1];
-    this.data[o + 2] = c[2];
-    this.data[o + 3] = 255;
-  }
-
-  rect(x: number, y: number, w: number, h: number, c: RGB): void {
-    for (let j = 0; j < h; j++) for (let i = 0; i < w; i++) this.set(x + i, y + j, c);
-  }
-
-  /** A line `thick` pixels wide: square stamps along a DDA walk. */
-  line(x0: number, y0: number, x1: number, y1: number, c: RGB, thick = 1): void {
-    const n = Math.max(1, Math.ceil(Math.max(Math.abs(x1 - x0), Math.abs(y1 - y0))));
-    const r = Math.floor(thick / 2);
-    for (let k = 0; k <= n; k++) {
-      const x = Math.round(x0 + ((x1 - x0) * k) / n);
-      const y = Math.round(y0 + ((y1 - y0) * k) / n);
-      this.rect(x - r, y - r, thick, thick, c);
-    }
-  }
-
-  disc(cx: number, cy: number, radius: number, c: RGB): void {
-    for (let y = -radius; y <= radius; y++) {
-      for (let x = -radius; x <= radius; x++) if (x * x + y * y <= radius * radius) this.set(cx + x, cy + y, c);
-    }
-  }
-
-  /** Text with its top-left corner at (x, y); unknown characters are left blank. */
-  text(x: number, y: number, s: string, c: RGB, scale = 2): void {
-    [...s].forEach((ch, k) => {
-      const g = FONT[ch];
-      if (!g) return;
-      for (let row = 0; row < g.length; row++) {
-        for (let col = 0; col < 5; col++) if (g[row][col] === '#') this.rect(x + (k * 6 + col) * scale, y + row * scale, scale, scale, c);
-      }
-    });
-  }
-
-  static textWidth(s: string, scale = 2): number {
-    return s.length * 6 * scale - scale;
-  }
-}
-
-/** A 1/2/5×10^k step giving about `target` intervals over [lo, hi]. */
-function niceStep(lo: number, hi: number, target: number): number {
-  const raw = (hi - lo) / target;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  return [1, 2, 5, 10].map((f) => f * mag).find((s) => s >= raw) ?? 10 * mag;
-}
-
 export interface PlotOptions {
   width?: number;
   height?: number;
@@ -218,10 +115,10 @@ export interface PlotOptions {
   skipEnd?: number;
 }
 
-const BLACK: RGB = [0, 0, 0];
-const GREY: RGB = [200, 200, 200];
-const BLUE: RGB = [31, 119, 180];
-const RED: RGB = [214, 39, 40];
+const BLACK: Rgb = [0, 0, 0];
+const GREY: Rgb = [200, 200, 200];
+const BLUE: Rgb = [31, 119, 180];
+const RED: Rgb = [214, 39, 40];
 
 /** The smoothed loss against lr on a log axis, with the valley suggestion marked, as PNG bytes. */
 export function plotLrFind(result: LrFindResult, opts: PlotOptions = {}): Buffer {
@@ -230,7 +127,7 @@ export function plotLrFind(result: LrFindResult, opts: PlotOptions = {}): Buffer
   const skip = opts.skipEnd ?? 5;
   const n = Math.max(0, result.lrs.length - skip);
   const pts = result.lrs.slice(0, n).map((lr, i) => [Math.log10(lr), result.losses[i]] as const).filter(([, l]) => Number.isFinite(l));
-  const img = new Raster(W, H);
+  const img = new Canvas(W, H);
   const left = 90;
   const right = W - 20;
   const top = 40;
@@ -252,7 +149,7 @@ export function plotLrFind(result: LrFindResult, opts: PlotOptions = {}): Buffer
     img.line(x, top, x, bottom, GREY);
     img.line(x, bottom, x, bottom + 6, BLACK);
     const label = `1e${k}`;
-    img.text(x - Raster.textWidth(label) / 2, bottom + 12, label, BLACK);
+    img.text(x - textWidth(label) / 2, bottom + 12, label, BLACK);
   }
   for (let k = Math.floor(x0); k <= Math.ceil(x1); k++) {
     for (let m = 2; m <= 9; m++) {
@@ -260,32 +157,31 @@ export function plotLrFind(result: LrFindResult, opts: PlotOptions = {}): Buffer
       if (x > x0 && x < x1) img.line(px(x), bottom, px(x), bottom + 3, BLACK);
     }
   }
-  const ystep = niceStep(y0, y1, 5);
+  const yticks = ticks(y0, y1, 5);
+  const ystep = yticks.length > 1 ? yticks[1] - yticks[0] : 1;
   const decimals = Math.max(0, -Math.floor(Math.log10(ystep)));
-  for (let v = Math.ceil(y0 / ystep) * ystep; v <= y1; v += ystep) {
+  for (const v of yticks) {
     const y = py(v);
     img.line(left, y, right, y, GREY);
     img.line(left - 6, y, left, y, BLACK);
     const label = v.toFixed(decimals);
-    img.text(left - 10 - Raster.textWidth(label), y - 7, label, BLACK);
+    img.text(left - 10 - textWidth(label), y - 7, label, BLACK);
   }
   img.line(left, top, left, bottom, BLACK, 2);
   img.line(left, bottom, right, bottom, BLACK, 2);
-  img.text((left + right) / 2 - Raster.textWidth('Learning Rate') / 2, H - 24, 'Learning Rate', BLACK);
+  img.text((left + right) / 2 - textWidth('Learning Rate') / 2, H - 24, 'Learning Rate', BLACK);
   img.text(10, 12, 'Loss', BLACK);
-  img.text((left + right) / 2 - Raster.textWidth('lr_find') / 2, 12, 'lr_find', BLACK);
+  img.text((left + right) / 2 - textWidth('lr_find') / 2, 12, 'lr_find', BLACK);
 
   for (let i = 1; i < pts.length; i++) img.line(px(pts[i - 1][0]), py(pts[i - 1][1]), px(pts[i][0]), py(pts[i][1]), BLUE, 2);
   const v = result.valley;
   if (v) {
-    img.disc(px(Math.log10(v.lr)), py(v.loss), 6, RED);
+    img.circle(px(Math.log10(v.lr)), py(v.loss), 6, RED, 1);
     const label = `valley: ${v.lr.toExponential(2)}`;
-    const lx = right - Raster.textWidth(label) - 10;
-    img.disc(lx - 14, top + 14, 5, RED);
+    const lx = right - textWidth(label) - 10;
+    img.circle(lx - 14, top + 14, 5, RED, 1);
     img.text(lx, top + 7, label, BLACK);
   }
 
-  const png = new pngjs.PNG({ width: W, height: H });
-  img.data.copy(png.data);
-  return pngjs.PNG.sync.write(png);
+  return img.png();
 }
