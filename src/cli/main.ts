@@ -1,7 +1,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { isUserError } from '../errors.ts';
-import { commands } from './commands.ts';
+import { commandsFor } from './commands.ts';
 
 function oneLine(message: string): string {
   return message.replace(/\s*\n\s*/g, ' ').trim();
@@ -57,7 +57,7 @@ async function main(argv: string[]): Promise<void> {
       if (err) throw err;
       throw new FlagError(msg);
     });
-  for (const command of commands) cli = cli.command(command as never);
+  for (const command of await commandsFor(argv)) cli = cli.command(command as never);
   try {
     await cli.parseAsync();
   } catch (e) {
