@@ -11,6 +11,7 @@ import { ensureDemoData, normalizationFromName, openSource, openTarget, type Nor
 import { UserError } from '../errors.ts';
 import { CHECKPOINT_META } from '../export/checkpoint.ts';
 import { exportInferenceModel } from '../export/export.ts';
+import { quietRuntimeLog } from '../export/runtime.ts';
 import { readManifest } from '../onnx/manifest.ts';
 import { createTracking, trackingFlags, trackingOptionsFromArgs } from '../tracking/index.ts';
 import { lrFind, plotLrFind } from '../training/lr-find.ts';
@@ -146,6 +147,8 @@ interface Prepared {
 /** Everything train and lr-find share: flags, artifacts, data sources and the session. */
 async function prepare(a: Args): Promise<Prepared> {
   const r = resolveArgs(a);
+  // ORT's own log lines (e.g. a missing CUDA library) would repeat our one-line errors; --debug keeps them.
+  if (!a.debug) quietRuntimeLog();
   const seed = Number(a.seed);
   const artifacts = await artifactsFor(a, r);
   const manifest = readManifest(artifacts);

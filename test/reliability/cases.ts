@@ -337,6 +337,16 @@ export const CASES: Case[] = [
     expect: /^ort-dann: Invalid values: Argument: ep, Given: "tpu", Choices: "cpu", "cuda", "webgpu" \(see ort-dann --help\)$/,
   },
   {
+    id: 'ep-cuda-not-installed', area: 'flags', title: '--ep cuda where onnxruntime-node has no CUDA provider files', command: 'train',
+    args: ['--ep', 'cuda'], outcome: 'error',
+    expect: /^ort-dann: --ep cuda: the CUDA execution provider is not installed in onnxruntime-node; reinstall with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a connected Linux x64 machine with CUDA 12, or use --ep cpu$/,
+  },
+  {
+    id: 'ep-webgpu-fused-batchnorm', area: 'artifacts', title: '--ep webgpu with artifacts whose BatchNorm uses the training kernel', command: 'train',
+    args: ['--ep', 'webgpu'], outcome: 'error',
+    expect: /^ort-dann: --ep webgpu: \S+ uses ONNX's training-mode BatchNormalization, which the WebGPU provider lacks; rebuild with `ort-dann build-artifacts --batchnorm ops --out \S+`$/,
+  },
+  {
     id: 'flag-source-size-below-batch', area: 'flags', title: '--source-size smaller than --batch-size', command: 'train',
     args: ['--source-size', '1'], outcome: 'error',
     expect: /^ort-dann: --source-size 1 is smaller than --batch-size 2; an epoch needs at least one batch$/,
