@@ -145,8 +145,7 @@ interface Prepared {
 }
 
 /** Everything train and lr-find share: flags, artifacts, data sources and the session. */
-async function prepare(a: Args): Promise<Prepared> {
-  const r = resolveArgs(a);
+async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
   // ORT's own log lines (e.g. a missing CUDA library) would repeat our one-line errors; --debug keeps them.
   if (!a.debug) quietRuntimeLog();
   const seed = Number(a.seed);
@@ -198,7 +197,8 @@ export async function runTrain(a: Args): Promise<void> {
   if (a.resume) for (const dir of [resumeFrom, join(resolve(resolved.runDir), 'best')]) await recoverAtomicDir(dir);
   if (a.resume && !existsSync(join(resumeFrom, 'model.safetensors'))) throw new UserError(`--resume: ${resumeFrom} holds no checkpoint; start without --resume or give the --run-dir of an earlier run`);
   if (!a.resume && existsSync(join(resumeFrom, 'model.safetensors'))) throw new UserError(`--run-dir ${resolved.runDir} already holds a run; pass --resume to continue it or choose another --run-name`);
-  const p = await prepare(a);
+  // One resolution: the default run name is a timestamp, so a second call could name another folder.
+  const p = await prepare(a, resolved);
   const { r, seed, artifacts, manifest, runDir, source, sourceVal, session, noDomain } = p;
   const S = manifest.config.imageSize;
   try {
