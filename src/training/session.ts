@@ -119,6 +119,8 @@ export class TrainingSession {
   readonly buffers = new Map<string, Float32Array>();
   readonly counters = new Map<string, bigint>();
   readonly tensors: AdamTensor[];
+  /** Position of each parameter in `tensors`, by name. */
+  private readonly tensorIndex: Map<string, number>;
   private trainable: boolean[];
   private accumulate = false;
   private readonly adam: AdamStepper;
@@ -148,6 +150,7 @@ export class TrainingSession {
       offset += size;
       return t;
     });
+    this.tensorIndex = new Map(this.tensors.map((t, k) => [t.name, k]));
     this.parameters = sharedFloat32Array(offset);
     this.gradients = sharedFloat32Array(offset);
     this.mirror = new Float32Array(offset);
@@ -219,7 +222,7 @@ export class TrainingSession {
   }
 
   isTrainable(name: string): boolean {
-    return this.trainable[this.tensors.findIndex((t) => t.name === name)];
+    return this.trainable[this.tensorIndex.get(name)!];
   }
 
   resetOptimizerState(): void {
@@ -283,7 +286,7 @@ export class TrainingSession {
     const accumulate = this.accumulate;
     for (const o of spec.outputs) {
       if (o.role === 'grad') {
-        const t = this.tensors[this.tensors.findIndex((x) => x.name === o.of)];
+        const t = this.tensors[this.tensorIndex.get(o.of!)!];
         const g = out[o.name].data as Float32Array;
         const dest = this.gradients.subarray(t.offset, t.offset + t.size);
         if (accumulate) for (let k = 0; k < g.length; k++) dest[k] += g[k];
@@ -380,7 +383,7 @@ export class TrainingSession {
       else this.buffers.set(b.name, Float32Array.from(toFloat32(t)));
     }
     if (!dir) return undefined;
-    const optimizer = (await readSafetensors(join(dir, 'optimizer.safetensors'))).tensors;
+    const { tensors: optimizer, metadata } = await readSafetensors(join(dir, 'optimizer.safetensors'));
     const steps = new Float64Array(this.tensors.length);
     const expAvg = new Float32Array(this.parameters.length);
     const expAvgSq = new Float32Array(this.parameters.length);
@@ -390,7 +393,7 @@ export class TrainingSession {
       steps[k] = Number((optimizer.get(`${t.name}.step`)!.data as Float64Array)[0]);
     });
     this.adam.loadState({ expAvg, expAvgSq, steps });
-    const trainer = JSON.parse((await readSafetensors(join(dir, 'optimizer.safetensors'))).metadata.trainer ?? '{}') as TrainerState;
+    const trainer = JSON.parse(metadata.trainer ?? '{}') as TrainerState;
     const trainableNames = new Set(trainer.trainable as string[] | undefined ?? this.tensors.map((t) => t.name));
     this.trainable = this.tensors.map((t) => trainableNames.has(t.name));
     this.trainStep = Number(trainer.sessionStep ?? 0);
