@@ -1,3 +1,4 @@
+import { rng } from '../helpers/gradcheck.ts';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AdamStepper, sharedFloat32Array, type AdamTensor } from '../../src/training/adam.ts';
@@ -40,18 +41,6 @@ for i, t in enumerate(T):
     out['v'][sl] = state[i].get('sqr_avg', torch.zeros(t['size']))
 print(json.dumps({**{k: x.tolist() for k, x in out.items()}, 'steps': [st.get('step', 0) for st in state]}))
 `;
-
-/** A small deterministic generator (mulberry32), so the case is the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Step {
   hypers: GroupHyper[];
