@@ -4,7 +4,6 @@
  * derivatives.yaml and ONNX Runtime's gradient_builder.cc. Every entry has a finite-difference test.
  */
 import { UserError } from '../errors.ts';
-import { type Dim } from '../onnx/graph.ts';
 import { DataType } from '../onnx/proto.ts';
 import { type GradContext, type GradRule } from './context.ts';
 import { chooseConvRecipes, convGeometry, convInputGrad, convWeightGrad } from './conv.ts';
@@ -389,4 +388,3 @@ export function ruleKey(op: string, domain: string): string {
   return domain && domain !== 'ai.onnx' ? `${domain}:${op}` : op;
 }
 
-export type { Dim };
