@@ -15,7 +15,7 @@ import { quietRuntimeLog } from '../export/runtime.ts';
 import { readManifest } from '../onnx/manifest.ts';
 import { createTracking, trackingFlags, trackingOptionsFromArgs } from '../tracking/index.ts';
 import { lrFind, plotLrFind } from '../training/lr-find.ts';
-import { fit, type ResumeState } from '../training/loop.ts';
+import { concatBatches, fit, type ResumeState } from '../training/loop.ts';
 import { EpochProgress } from '../training/progress.ts';
 import { Recorder } from '../training/recorder.ts';
 import { fineTuneDannPlan } from '../training/schedules.ts';
@@ -294,8 +294,7 @@ async function findLr(p: Prepared, lambda: number): Promise<number> {
   const result = await lrFind(async (lr) => {
     const s = await source.nextBatch(r.batchSize);
     const t = noDomain ? undefined : await target!.nextBatch(r.batchSize);
-    const images = t ? new Float32Array(s.images.length + t.images.length) : s.images;
-    if (t) { images.set(s.images); images.set(t.images, s.images.length); }
+    const images = concatBatches(s, t);
     session.lazyResetGrad();
     const losses = await session.runTrainStep({ images, count: s.count + (t?.count ?? 0), nSource: s.count, labels: s.labels!, alpha: 0, lambdaDomain: noDomain ? 0 : lambda });
     await session.runOptimizerStep(session.hypersFor(lr));

@@ -51,7 +51,8 @@ export interface FitResult {
   skippedBatches: number;
 }
 
-function concatBatches(a: ImageBatch, b: ImageBatch | undefined): Float32Array {
+/** The combined batch's images: source rows first, then target rows. */
+export function concatBatches(a: ImageBatch, b: ImageBatch | undefined): Float32Array {
   if (!b) return a.images;
   const out = new Float32Array(a.images.length + b.images.length);
   out.set(a.images);
