@@ -9,7 +9,9 @@ interface Args {
   out?: string; weights: string; seed: number; batchnorm: string;
 }
 
-export const defaultArtifactsDir = (name: string, imageSize: number) => join('artifacts', `${name}-${imageSize}px`);
+/** The folder train builds on demand; the plain-ops BatchNorm form (for GPU providers) has its own. */
+export const defaultArtifactsDir = (name: string, imageSize: number, batchNorm: 'fused' | 'ops' = 'fused') =>
+  join('artifacts', `${name}-${imageSize}px${batchNorm === 'ops' ? '-bnops' : ''}`);
 
 export const buildArtifactsCommand: CommandModule<object, Args> = {
   command: 'build-artifacts',
@@ -23,7 +25,7 @@ export const buildArtifactsCommand: CommandModule<object, Args> = {
     .option('out', { type: 'string', describe: 'Artifacts directory (default artifacts/<name>-<size>px)' })
     .option('weights', { type: 'string', default: 'none', describe: "Initial weights: 'none' (seeded init), 'torchvision' (download ImageNet weights once), or a .pth/.safetensors file" })
     .option('seed', { type: 'number', default: 0, describe: 'Seed of the initialisation' })
-    .option('batchnorm', { type: 'string', choices: ['fused', 'ops'], default: 'fused', describe: "Training BatchNorm forward: 'fused' (ONNX's training kernel; CPU, CUDA) or 'ops' (plain ops, for WebGPU)" }),
+    .option('batchnorm', { type: 'string', choices: ['fused', 'ops'], default: 'fused', describe: "Training BatchNorm forward: 'fused' (ONNX's training kernel; CPU) or 'ops' (plain ops; needed by --ep cuda and --ep webgpu)" }),
   handler: async (args) => {
     const base = loadConfigFile(args.config);
     const imageSize = args['image-size'] ?? base.imageSize;
@@ -34,7 +36,7 @@ export const buildArtifactsCommand: CommandModule<object, Args> = {
       ...(args.task ? { task: args.task as 'regression' | 'classification' } : {}),
       ...(args.outputs ? { outputs: args.outputs.flatMap((o) => o.split(',')).filter(Boolean) } : {}),
     });
-    const out = args.out ?? defaultArtifactsDir(config.name, config.imageSize);
+    const out = args.out ?? defaultArtifactsDir(config.name, config.imageSize, args.batchnorm as 'fused' | 'ops');
     const started = Date.now();
     const manifest = await buildArtifacts({ config, out, weights: args.weights, weightsCache: join('models', 'weights'), seed: args.seed, batchNorm: args.batchnorm as 'fused' | 'ops' });
     const count = manifest.parameters.reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);

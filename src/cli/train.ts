@@ -119,10 +119,12 @@ async function artifactsFor(a: Args, r: Resolved): Promise<string> {
     return dir;
   }
   const config = makeConfig({ imageSize: r.imageSize });
-  const dir = defaultArtifactsDir(config.name, config.imageSize);
+  // GPU providers have no training-mode BatchNormalization kernel: they get the plain-ops form.
+  const batchNorm = a.ep === 'cpu' ? 'fused' : 'ops';
+  const dir = defaultArtifactsDir(config.name, config.imageSize, batchNorm);
   if (!existsSync(join(dir, 'manifest.json'))) {
-    process.stdout.write(`building artifacts for ${config.backbone} at ${config.imageSize} px into ${dir} (once)…\n`);
-    await buildArtifacts({ config, out: dir, weights: 'none', weightsCache: join('models', 'weights'), seed: 0 });
+    process.stdout.write(`building artifacts for ${config.backbone} at ${config.imageSize} px${batchNorm === 'ops' ? ` with plain-ops BatchNorm for --ep ${a.ep}` : ''} into ${dir} (once)…\n`);
+    await buildArtifacts({ config, out: dir, weights: 'none', weightsCache: join('models', 'weights'), seed: 0, batchNorm });
   }
   return dir;
 }

@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { writeDirAtomic } from '../io/atomic.ts';
+import { cudaProviderInstalled, missingCudaLibraries } from '../io/cuda-provider.ts';
 import { encodeSafetensors, readSafetensors } from '../io/safetensors.ts';
 import { type Tensor, toFloat32 } from '../io/tensor.ts';
 import { type Manifest, type ModelSpec, readManifest } from '../onnx/manifest.ts';
@@ -83,7 +84,7 @@ export interface EvalResult extends StepLosses {
 /** Trainer counters stored beside the weights in a checkpoint. */
 export type TrainerState = Record<string, unknown>;
 
-const CUDA_INSTALL_HINT = 'reinstall with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a connected Linux x64 machine with CUDA 12, or use --ep cpu';
+const CUDA_INSTALL_HINT = 'install it with `npx ort-dann install-cuda` (or `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a machine that reaches NuGet), or use --ep cpu';
 
 function sessionOptions(ep: ExecutionProvider, threads: number | undefined): ort.InferenceSession.SessionOptions {
   return {
@@ -96,6 +97,14 @@ function sessionOptions(ep: ExecutionProvider, threads: number | undefined): ort
   } as ort.InferenceSession.SessionOptions;
 }
 
+/** Why `--ep cuda` did not start: no provider files, or their CUDA libraries or GPU are missing. */
+function cudaStartError(message: string): UserError {
+  if (!cudaProviderInstalled()) return new UserError(`--ep cuda: the CUDA execution provider is not installed in onnxruntime-node; ${CUDA_INSTALL_HINT}`);
+  const missing = missingCudaLibraries();
+  const why = missing.length ? `the loader does not find ${missing.join(', ')}; put the folder holding the CUDA 13 libraries on LD_LIBRARY_PATH` : `${message.split('\n')[0]}; check the NVIDIA driver and GPU (nvidia-smi)`;
+  return new UserError(`--ep cuda: the CUDA provider is installed but does not start: ${why}, or use --ep cpu`);
+}
+
 async function openSession(file: string, ep: ExecutionProvider, threads: number | undefined): Promise<ort.InferenceSession> {
   // The hint names the folder: a bare `build-artifacts` would write the default folder, not this one.
   const rebuild = `rebuild the artifacts with \`ort-dann build-artifacts --out ${dirname(file)}\``;
@@ -104,7 +113,7 @@ async function openSession(file: string, ep: ExecutionProvider, threads: number 
     return await ort.InferenceSession.create(file, sessionOptions(ep, threads));
   } catch (e) {
     const message = (e as Error).message ?? String(e);
-    if (ep === 'cuda' && /cuda|provider|libonnxruntime_providers/i.test(message)) throw new UserError(`--ep cuda: the CUDA execution provider is not installed in onnxruntime-node; ${CUDA_INSTALL_HINT}`);
+    if (ep === 'cuda' && /cuda|provider|libonnxruntime_providers/i.test(message)) throw cudaStartError(message);
     if (ep !== 'cpu' && /backend|provider|not (found|supported|available)/i.test(message)) throw new UserError(`--ep ${ep}: this onnxruntime-node build cannot use ${ep} (${message.split('\n')[0]}); use --ep cpu`);
     throw new UserError(`${file} cannot be loaded by ONNX Runtime (${message.split('\n')[0]}); ${rebuild}`);
   }
@@ -167,8 +176,9 @@ export class TrainingSession {
   static async create(paths: CheckpointPaths, options: SessionOptions = {}): Promise<TrainingSession> {
     const manifest = readManifest(paths.artifacts);
     const ep = options.executionProvider ?? 'cpu';
-    if (ep === 'webgpu' && manifest.batchNormForward !== 'ops') {
-      throw new UserError(`--ep webgpu: ${paths.artifacts} uses ONNX's training-mode BatchNormalization, which the WebGPU provider lacks; rebuild with \`ort-dann build-artifacts --batchnorm ops --out ${paths.artifacts}\``);
+    if (ep !== 'cpu' && manifest.batchNormForward !== 'ops') {
+      const ops = `${paths.artifacts.replace(/\/+$/, '')}-bnops`;
+      throw new UserError(`--ep ${ep}: ${paths.artifacts} uses ONNX's training-mode BatchNormalization, which the ${ep === 'cuda' ? 'CUDA' : 'WebGPU'} provider does not run; build plain-ops artifacts with \`npx ort-dann build-artifacts --batchnorm ops --out ${ops}\` and pass --artifacts ${ops} (or drop --artifacts to have them built)`);
     }
     const file = (spec: ModelSpec, override?: string) => override ?? join(paths.artifacts, spec.file);
     const useOnnx = options.optimizer === 'onnx' || (options.optimizer !== 'js' && ep !== 'cpu');

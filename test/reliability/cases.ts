@@ -338,13 +338,23 @@ export const CASES: Case[] = [
   },
   {
     id: 'ep-cuda-not-installed', area: 'flags', title: '--ep cuda where onnxruntime-node has no CUDA provider files', command: 'train',
+    setup: (d) => {
+      copyArtifacts(d.artifacts, join(d.input, 'artifacts'));
+      const file = join(d.input, 'artifacts', 'manifest.json');
+      writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), batchNormForward: 'ops' }));
+    },
+    args: ['--ep', 'cuda', '--artifacts', '<case>/artifacts'], outcome: 'error',
+    expect: /^ort-dann: --ep cuda: the CUDA execution provider is not installed in onnxruntime-node; install it with `npx ort-dann install-cuda` \(or `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a machine that reaches NuGet\), or use --ep cpu$/,
+  },
+  {
+    id: 'ep-cuda-fused-batchnorm', area: 'artifacts', title: '--ep cuda with artifacts whose BatchNorm uses the training kernel', command: 'train',
     args: ['--ep', 'cuda'], outcome: 'error',
-    expect: /^ort-dann: --ep cuda: the CUDA execution provider is not installed in onnxruntime-node; reinstall with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a connected Linux x64 machine with CUDA 12, or use --ep cpu$/,
+    expect: /^ort-dann: --ep cuda: \S+ uses ONNX's training-mode BatchNormalization, which the CUDA provider does not run; build plain-ops artifacts with `npx ort-dann build-artifacts --batchnorm ops --out \S+-bnops` and pass --artifacts \S+-bnops \(or drop --artifacts to have them built\)$/,
   },
   {
     id: 'ep-webgpu-fused-batchnorm', area: 'artifacts', title: '--ep webgpu with artifacts whose BatchNorm uses the training kernel', command: 'train',
     args: ['--ep', 'webgpu'], outcome: 'error',
-    expect: /^ort-dann: --ep webgpu: \S+ uses ONNX's training-mode BatchNormalization, which the WebGPU provider lacks; rebuild with `ort-dann build-artifacts --batchnorm ops --out \S+`$/,
+    expect: /^ort-dann: --ep webgpu: \S+ uses ONNX's training-mode BatchNormalization, which the WebGPU provider does not run; build plain-ops artifacts with `npx ort-dann build-artifacts --batchnorm ops --out \S+-bnops` and pass --artifacts \S+-bnops \(or drop --artifacts to have them built\)$/,
   },
   {
     id: 'flag-source-size-below-batch', area: 'flags', title: '--source-size smaller than --batch-size', command: 'train',
