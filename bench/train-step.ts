@@ -114,8 +114,8 @@ function parse(argv: string[]): Options {
 /** The artifacts of the default model at this size, built (seeded init) when missing or asked to. */
 export async function artifactsFor(root: string, size: number, rebuild = false, ep = 'cpu'): Promise<string> {
   const config = makeConfig({ imageSize: size });
-  // WebGPU has no training-mode BatchNormalization kernel: it trains the plain-ops form.
-  const batchNorm = ep === 'webgpu' ? 'ops' : 'fused';
+  // GPU providers have no training-mode BatchNormalization kernel: they train the plain-ops form.
+  const batchNorm = ep === 'cpu' ? 'fused' : 'ops';
   const dir = join(root, `${config.name}-${size}px${batchNorm === 'ops' ? '-bnops' : ''}`);
   if (rebuild || !existsSync(join(dir, 'manifest.json'))) {
     console.error(`building ${dir} …`);

@@ -162,8 +162,8 @@ export async function installProviderFromTarball(tgz: string, ortVersion: string
   }
 }
 
-/** Downloads (once, checked against the registry's integrity) and installs the matching provider. */
-export async function installProviderFromRegistry(registry: string, ort: OrtInstall, onProgress?: (received: number, total: number | undefined) => void): Promise<{ release: ProviderRelease; files: string[] }> {
+/** Downloads (once, checked against the registry's integrity) the package matching `ort`; returns the .tgz path. */
+export async function downloadProviderPackage(registry: string, ort: OrtInstall, onProgress?: (received: number, total: number | undefined) => void): Promise<{ release: ProviderRelease; tgz: string }> {
   const release = await findProviderRelease(registry, ort.version);
   // npm's conventional cache folder for tools, beside the package that uses the download.
   const tgz = join(ort.packageDir, '..', '.cache', 'ort-dann', `${CUDA_PROVIDER_PACKAGE}-${release.packageVersion}.tgz`);
@@ -171,6 +171,12 @@ export async function installProviderFromRegistry(registry: string, ort: OrtInst
     integrity: release.integrity, onProgress, timeoutMs: 60_000,
     fallback: `or download it yourself and pass --from <file.tgz>`,
   });
+  return { release, tgz };
+}
+
+/** Downloads and installs the provider matching the installed ONNX Runtime. */
+export async function installProviderFromRegistry(registry: string, ort: OrtInstall, onProgress?: (received: number, total: number | undefined) => void): Promise<{ release: ProviderRelease; files: string[] }> {
+  const { release, tgz } = await downloadProviderPackage(registry, ort, onProgress);
   return { release, files: await installProviderFromTarball(tgz, ort.version, ort.bindingDir) };
 }
 

@@ -35,6 +35,8 @@ export interface SessionOptions {
   seed?: number;
   /** Worker threads of the JS optimizer (default 2; 0 = calling thread). */
   adamWorkers?: number;
+  /** Fail instead of running nodes the provider lacks on the CPU (ORT's session.disable_cpu_ep_fallback). */
+  disableCpuFallback?: boolean;
 }
 
 export interface CheckpointPaths {
@@ -86,14 +88,14 @@ export type TrainerState = Record<string, unknown>;
 
 const CUDA_INSTALL_HINT = 'install it with `npx ort-dann install-cuda` (or `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a machine that reaches NuGet), or use --ep cpu';
 
-function sessionOptions(ep: ExecutionProvider, threads: number | undefined): ort.InferenceSession.SessionOptions {
+function sessionOptions(ep: ExecutionProvider, threads: number | undefined, disableCpuFallback = false): ort.InferenceSession.SessionOptions {
   return {
     executionProviders: ep === 'cpu' ? ['cpu'] : [ep, 'cpu'],
     ...(threads === undefined ? {} : { intraOpNumThreads: threads }),
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     // Several sessions take turns; spinning idle pool threads would steal the cores (measured 3× slower).
-    extra: { session: { 'intra_op.allow_spinning': '0' } },
+    extra: { session: { 'intra_op.allow_spinning': '0', ...(disableCpuFallback ? { disable_cpu_ep_fallback: '1' } : {}) } },
   } as ort.InferenceSession.SessionOptions;
 }
 
@@ -105,12 +107,12 @@ function cudaStartError(message: string): UserError {
   return new UserError(`--ep cuda: the CUDA provider is installed but does not start: ${why}, or use --ep cpu`);
 }
 
-async function openSession(file: string, ep: ExecutionProvider, threads: number | undefined): Promise<ort.InferenceSession> {
+async function openSession(file: string, ep: ExecutionProvider, threads: number | undefined, disableCpuFallback?: boolean): Promise<ort.InferenceSession> {
   // The hint names the folder: a bare `build-artifacts` would write the default folder, not this one.
   const rebuild = `rebuild the artifacts with \`ort-dann build-artifacts --out ${dirname(file)}\``;
   if (!existsSync(file)) throw new UserError(`${file} is missing; ${rebuild}`);
   try {
-    return await ort.InferenceSession.create(file, sessionOptions(ep, threads));
+    return await ort.InferenceSession.create(file, sessionOptions(ep, threads, disableCpuFallback));
   } catch (e) {
     const message = (e as Error).message ?? String(e);
     if (ep === 'cuda' && /cuda|provider|libonnxruntime_providers/i.test(message)) throw cudaStartError(message);
@@ -182,9 +184,9 @@ export class TrainingSession {
     }
     const file = (spec: ModelSpec, override?: string) => override ?? join(paths.artifacts, spec.file);
     const useOnnx = options.optimizer === 'onnx' || (options.optimizer !== 'js' && ep !== 'cpu');
-    const train = await openSession(file(manifest.models.training, paths.trainModel), ep, options.threads);
-    const evaluate = await openSession(file(manifest.models.eval, paths.evalModel), ep, options.threads);
-    const optimizer = useOnnx ? await openSession(file(manifest.models.optimizer, paths.optimizerModel), ep, options.threads) : undefined;
+    const train = await openSession(file(manifest.models.training, paths.trainModel), ep, options.threads, options.disableCpuFallback);
+    const evaluate = await openSession(file(manifest.models.eval, paths.evalModel), ep, options.threads, options.disableCpuFallback);
+    const optimizer = useOnnx ? await openSession(file(manifest.models.optimizer, paths.optimizerModel), ep, options.threads, options.disableCpuFallback) : undefined;
     const session = new TrainingSession(manifest, train, evaluate, optimizer, useOnnx, options);
     await session.loadCheckpoint(paths.checkpointState ?? join(paths.artifacts, manifest.checkpoint));
     return session;
