@@ -11,6 +11,7 @@ import { UserError } from '../errors.ts';
 import { evaluateModel, type Evaluation, writeEvaluation } from '../export/evaluate.ts';
 import { openInferenceModel } from '../export/runtime.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
+import { improves, Rmse } from '../metrics.ts';
 import { readManifest } from '../onnx/manifest.ts';
 import { runTrain, trainFlags } from './train.ts';
 
@@ -19,7 +20,7 @@ type Args = Record<string, unknown>;
 interface Row { output: string; sourceOnly: number; dann: number; better: boolean }
 
 export function compareReport(sourceOnly: Evaluation, dann: Evaluation): { rows: Row[]; markdown: string } {
-  const rows: Row[] = sourceOnly.outputs.map((o, k) => ({ output: o.name, sourceOnly: o.rmse, dann: dann.outputs[k].rmse, better: dann.outputs[k].rmse < o.rmse }));
+  const rows: Row[] = sourceOnly.outputs.map((o, k) => ({ output: o.name, sourceOnly: o.rmse, dann: dann.outputs[k].rmse, better: improves(Rmse.direction, dann.outputs[k].rmse, o.rmse) }));
   const wins = rows.filter((r) => r.better).length;
   const lines = [
     '# Source-only vs DANN on the labelled target images',
