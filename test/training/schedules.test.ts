@@ -12,7 +12,7 @@ const close = (actual: number, expected: number, rel = 1e-6, what = '') =>
 const closeToPeak = (actual: number, expected: number, peak: number, what: string) =>
   assert.ok(Math.abs(actual - expected) <= 1e-6 * peak, `${what}: ${actual} vs ${expected}`);
 
-/** The research file's per-phase formulas, in float64, written independently of schedules.ts. */
+/** The per-phase formulas of docs/fastai-semantics.md §1, in float64, written independently of schedules.ts. */
 function expected1cycle(lrMax: number, pos: number, pct: number, div: number, divFinal: number) {
   const ease = (t: number) => (1 - Math.cos(Math.PI * t)) / 2;
   if (pos < pct) {
