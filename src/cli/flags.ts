@@ -3,9 +3,34 @@
  * that means something to it and a concept has one name everywhere. A renamed flag stays accepted
  * for a while with a one-line deprecation warning (`deprecatedAlias`).
  */
-import type { Options } from 'yargs';
+import { join } from 'node:path';
+import type { Argv, Options } from 'yargs';
 import type { TrackingMode, TrackingOptions } from '../tracking/index.ts';
 import { DEFAULT_HISTOGRAM_EVERY } from '../tracking/wandb/callback.ts';
+
+/** A copy of a flag set without some flags: a command takes only the flags that mean something to it. */
+export function without<F extends Record<string, Options>, K extends keyof F>(flags: F, ...names: K[]): Omit<F, K> {
+  const copy: Record<string, Options> = { ...flags };
+  for (const name of names) delete copy[name as string];
+  return copy as Omit<F, K>;
+}
+
+/**
+ * Accepts `--<old>` as the former name of `--<current>` with a one-line warning; `--help` shows only
+ * the current name. When both are given, the current one wins.
+ */
+export function renamedFlag<T>(y: Argv<T>, old: string, current: string, spec: Options): Argv<T> {
+  return y.option(old, { ...spec, hidden: true, describe: `old name of --${current}` }).middleware((argv: Record<string, unknown>) => {
+    if (argv[old] === undefined) return;
+    process.stderr.write(`ort-dann: warning: --${old} is deprecated; use --${current}\n`);
+    argv[current] ??= argv[old];
+  });
+}
+
+/** Where the built-in demo data of a given image size live: train, compare and demo-data agree on it. */
+export function demoDataDir(imageSize: number): string {
+  return join('data', `demo-${imageSize}px`);
+}
 
 /** The train command's W&B flags (yargs options); `trackingOptionsFromArgs` maps parsed values to options. */
 export const wandbFlags = {

@@ -27,7 +27,7 @@ import { buildArtifacts } from '../../tools/build-artifacts.ts';
 import { makeConfig } from '../../tools/model/config.ts';
 import { recoverAtomicDir, writeFileAtomic } from '../io/atomic.ts';
 import { defaultArtifactsDir } from './build-artifacts.ts';
-import { trackingOptionsFromArgs, wandbFlags } from './flags.ts';
+import { demoDataDir, trackingOptionsFromArgs, wandbFlags, without } from './flags.ts';
 
 const num = (describe: string, extra: Partial<Options> = {}): Options => ({ type: 'number', describe, ...extra });
 
@@ -161,7 +161,7 @@ async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
   let targetVal = a['target-val'] as string | undefined;
   let targetLabels = a['target-labels'] as string | undefined;
   if (r.demo) {
-    const demoDir = join('data', `demo-${S}px`);
+    const demoDir = demoDataDir(S);
     process.stdout.write(`demo: no --target given; using the built-in domain-shift demo in ${demoDir}\n`);
     const demo = await ensureDemoData({ out: demoDir, size: S, seed: 0 });
     target = demo.targetTrain;
@@ -322,12 +322,20 @@ async function findLr(p: Prepared, lambda: number): Promise<number> {
   return result.valley.lr;
 }
 
+/** lr-find takes the data, model and session flags of train; the schedule, run and W&B flags mean nothing to it. */
+const lrFindFlags = {
+  ...without(trainFlags, 'run-dir', 'run-name', 'resume', 'epochs', 'freeze-epochs', 'source-size', 'val-size', 'lr', 'lr-mult', 'monitor', 'monitor-mode', 'patience', 'on-nan',
+    'wandb', ...(Object.keys(wandbFlags) as (keyof typeof wandbFlags)[])),
+  'out-dir': { type: 'string', describe: 'Where lr_find.png goes (default runs/lr-find-<time>)' },
+} as const satisfies Record<string, Options>;
+
 export const lrFindCommand: CommandModule<object, Args> = {
   command: 'lr-find',
-  describe: "fastai's learning-rate finder on the DANN step: prints the valley suggestion and writes lr_find.png (takes the train flags)",
-  builder: (y) => y.options(trainFlags as Record<string, Options>),
+  describe: "fastai's learning-rate finder on the DANN step: prints the valley suggestion and writes lr_find.png",
+  builder: (y) => y.options(lrFindFlags as Record<string, Options>),
   handler: async (args) => {
-    const p = await prepare(args);
+    const outDir = (args['out-dir'] as string | undefined) ?? join('runs', `lr-find-${new Date().toISOString().replace(/[:.]/g, '-').replace(/Z$/, '')}`);
+    const p = await prepare({ ...args, 'run-dir': outDir });
     try {
       await findLr(p, Number(args['lambda-domain']));
     } finally {
