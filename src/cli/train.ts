@@ -90,7 +90,8 @@ function resolveArgs(a: Args): Resolved {
   const demo = a.target === undefined;
   if (demo && (a['target-val'] !== undefined || a['target-labels'] !== undefined)) throw new UserError('--target-val/--target-labels need --target (the unlabelled target training images)');
   if (!demo && a['target-val'] === undefined) throw new UserError('--target-val: give a folder of target validation images (the seed validates on both domains)');
-  const freezeEpochs = Number(a['freeze-epochs']);
+  // lr-find takes neither --freeze-epochs nor --lr.
+  const freezeEpochs = Number(a['freeze-epochs'] ?? 1);
   if (!Number.isInteger(freezeEpochs) || freezeEpochs < 0) throw new UserError(`--freeze-epochs ${a['freeze-epochs']}: must be 0 or a positive integer`);
   const runName = (a['run-name'] as string | undefined) ?? new Date().toISOString().replace(/[:.]/g, '-').replace(/Z$/, '');
   if (!/^[\w.-]+$/.test(runName)) throw new UserError(`--run-name ${runName}: use letters, digits, '.', '_' and '-' only`);
@@ -109,7 +110,7 @@ function resolveArgs(a: Args): Resolved {
   if (r.sourceSize < r.batchSize) throw new UserError(`--source-size ${r.sourceSize} is smaller than --batch-size ${r.batchSize}; an epoch needs at least one batch`);
   if (r.valSize < r.batchSize) throw new UserError(`--val-size ${r.valSize} is smaller than --batch-size ${r.batchSize}; validation needs at least one batch`);
   if (Number(a['lambda-domain']) < 0 || !Number.isFinite(Number(a['lambda-domain']))) throw new UserError(`--lambda-domain ${a['lambda-domain']}: must be a number ≥ 0`);
-  if (a.lr !== 'auto' && !(Number(a.lr) > 0 && Number.isFinite(Number(a.lr)))) throw new UserError(`--lr ${a.lr}: give a positive number such as 2e-3, or 'auto'`);
+  if (a.lr !== undefined && a.lr !== 'auto' && !(Number(a.lr) > 0 && Number.isFinite(Number(a.lr)))) throw new UserError(`--lr ${a.lr}: give a positive number such as 2e-3, or 'auto'`);
   return r;
 }
 

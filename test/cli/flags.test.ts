@@ -18,6 +18,8 @@ test('lr-find and compare do not take the train flags that mean nothing to them'
   for (const f of ['--source', '--target', '--batch-size', '--lambda-domain', '--seed', '--out-dir']) assert.ok(lrFind.has(f), `lr-find lacks ${f}`);
   for (const f of ['--resume', '--run-dir', '--domain']) assert.ok(!compare.has(f), `compare offers ${f}`);
   for (const f of ['--epochs', '--target-labels', '--out-dir']) assert.ok(compare.has(f), `compare lacks ${f}`);
+  // lr-find runs without the flags it no longer takes: it gets as far as the missing artifacts.
+  assert.equal(cli('lr-find', '--artifacts', 'no/such/artifacts').stderr, "ort-dann: --artifacts no/such/artifacts: no such folder; check the path, or build artifacts there with `ort-dann build-artifacts --out no/such/artifacts`\n");
   for (const [command, flag] of [['lr-find', '--epochs'], ['lr-find', '--resume'], ['compare', '--resume'], ['compare', '--run-dir']]) {
     const r = cli(command, flag, '1');
     assert.notEqual(r.status, 0);

@@ -131,3 +131,13 @@ test('callbacks see one beforeEpoch per epoch, and a resumed run one for its par
     await session.release();
   }
 });
+
+test('lr-find takes the data flags, writes lr_find.png into --out-dir and restores nothing it should not', () => {
+  const out = join(root, 'lr-find');
+  const r = spawnSync(process.execPath, ['bin/ort-dann.js', 'lr-find', '--artifacts', artifacts, '--source', data.sourceVal!, '--source-val', data.sourceVal!,
+    '--target', data.targetTrain, '--target-val', data.targetVal, '--batch-size', '2', '--threads', '2', '--out-dir', out], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /lr_find: valley at \d\.\d\de-\d+ after \d+ batches/);
+  assert.ok(existsSync(join(out, 'lr_find.png')));
+  assert.ok(!existsSync(join(out, '.lr-find-state')), 'the saved state is removed after the restore');
+});
