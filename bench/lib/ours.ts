@@ -7,6 +7,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { createRng } from '../../src/rng.ts';
+import { dannTrainStep } from '../../src/training/dann-step.ts';
 import { dannAlpha } from '../../src/training/schedules.ts';
 import { type ExecutionProvider, TrainingSession } from '../../src/training/session.ts';
 import { emit } from './child.ts';
@@ -55,7 +56,7 @@ async function run(argv: string[]): Promise<void> {
   const step: number[] = [];
   for (let k = 0; k < total; k++) {
     const a = performance.now();
-    await session.runTrainStep({ images, count, nSource, labels, alpha: dannAlpha(k / total), lambdaDomain });
+    await dannTrainStep(session, { images, count, nSource, labels }, { alpha: dannAlpha(k / total), lambdaDomain });
     const b = performance.now();
     await session.runOptimizerStep(hypers);
     session.lazyResetGrad();

@@ -1,6 +1,6 @@
 /**
  * Convolution backward as standard ONNX ops. Which formulation runs is chosen per layer geometry in
- * one place (chooseConvRecipes), from the per-layer measurements in shared/research/backward-formulations.md;
+ * one place (chooseConvRecipes), from the per-layer measurements in docs/conv-backward.md;
  * every recipe is exact, so the choice only changes speed.
  */
 import { UserError } from '../errors.ts';

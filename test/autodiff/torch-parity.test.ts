@@ -8,9 +8,10 @@ import * as ort from 'onnxruntime-node';
 import { Graph } from '../../src/onnx/graph.ts';
 import { encodeModel, readModelFile } from '../../src/onnx/proto.ts';
 import { Builder } from '../../src/onnx/builder.ts';
+import { runPythonFile } from '../io/python.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ort-dann-grad-'));
-execFileSync('/usr/bin/python3', [join(import.meta.dirname, 'torch_grad.py'), dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+runPythonFile(join(import.meta.dirname, 'torch_grad.py'), [dir]);
 
 interface Reference {
   loss: number;

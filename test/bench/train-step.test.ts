@@ -1,6 +1,6 @@
 /**
  * The train-step bench on tiny settings: FLOP counts against the figures measured with PyTorch
- * hooks (../shared/research/feasibility.md §1), and one end-to-end run of both sides that checks
+ * hooks (docs/bench-reference.md), and one end-to-end run of both sides that checks
  * the JSON row's shape and arithmetic. No timing is asserted.
  */
 import assert from 'node:assert/strict';

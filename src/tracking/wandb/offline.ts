@@ -15,8 +15,9 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { UserError } from '../errors.ts';
-import { parseWandbJson, toWandbJson } from './extended-json.ts';
+import { UserError } from '../../errors.ts';
+import { parseWandbJson, toWandbJson } from '../extended-json.ts';
+import type { LatestWriter } from '../latest-writer.ts';
 import { STREAM_FILES, type Offsets, type StreamFile } from './filestream.ts';
 import { configJson } from './run-files.ts';
 import { Spool, type SpoolOptions } from './spool.ts';
@@ -83,37 +84,6 @@ export interface SyncRecord {
   complete: boolean;
 }
 
-/** Writes files whole (temp file + rename) and coalesces bursts: only the latest content of a file is written. */
-export class AtomicWriter {
-  private readonly pending = new Map<string, string>();
-  private running: Promise<void> | undefined;
-
-  constructor(private readonly onError: (path: string, e: Error) => void) {}
-
-  write(path: string, content: string): void {
-    this.pending.set(path, content);
-    this.running ??= this.drain();
-  }
-
-  async flush(): Promise<void> {
-    while (this.running) await this.running;
-  }
-
-  private async drain(): Promise<void> {
-    while (this.pending.size > 0) {
-      const [path, content] = this.pending.entries().next().value as [string, string];
-      this.pending.delete(path);
-      try {
-        await writeFile(`${path}.tmp`, content);
-        await rename(`${path}.tmp`, path);
-      } catch (e) {
-        this.onError(path, e as Error);
-      }
-    }
-    this.running = undefined;
-  }
-}
-
 function stamp(d: Date): string {
   const p = (n: number) => String(n).padStart(2, '0');
   return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}_${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
@@ -123,11 +93,11 @@ export class RunJournal {
   private constructor(
     readonly dir: string,
     readonly spools: Record<StreamFile, Spool>,
-    readonly writer: AtomicWriter,
+    readonly writer: LatestWriter,
   ) {}
 
   /** Creates the journal directory and its spools, and writes run.json. */
-  static async create(runDir: string, online: boolean, run: RunRecord, spoolOptions: SpoolOptions, writer: AtomicWriter): Promise<RunJournal> {
+  static async create(runDir: string, online: boolean, run: RunRecord, spoolOptions: SpoolOptions, writer: LatestWriter): Promise<RunJournal> {
     const dir = join(runDir, 'wandb', `${online ? 'run' : 'offline-run'}-${stamp(new Date(run.startedAt))}-${run.runId}`);
     await mkdir(join(dir, 'files'), { recursive: true });
     const spools = {} as Record<StreamFile, Spool>;

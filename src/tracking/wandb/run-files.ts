@@ -4,7 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import os from 'node:os';
-import { toWandbJson } from './extended-json.ts';
+import { toWandbJson } from '../extended-json.ts';
 
 /** W&B wants every top-level key wrapped as `{value: v}`; `_wandb.t` marks the run as started (§2.3). */
 export function wrapConfig(config: Record<string, unknown>): Record<string, { value: unknown }> {

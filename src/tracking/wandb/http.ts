@@ -6,7 +6,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
 import axios, { type AxiosInstance } from 'axios';
-import { oneLine } from './reporter.ts';
+import { oneLine } from '../reporter.ts';
 
 export interface HttpRequest {
   method: 'GET' | 'POST' | 'PUT';

@@ -6,10 +6,10 @@
  * so W&B does not mark it crashed; `{"stopped": true}` in an answer means the user pressed Stop.
  */
 import { isFinalStatus, retryDelayMs, sleep, TransportError, type Backoff, type HttpResponse } from './http.ts';
-import type { Reporter } from './reporter.ts';
+import type { Reporter } from '../reporter.ts';
 import type { Spool } from './spool.ts';
 import type { WandbApi } from './wandb.ts';
-import { oneLine } from './reporter.ts';
+import { oneLine } from '../reporter.ts';
 
 export const STREAM_FILES = ['wandb-history.jsonl', 'wandb-events.jsonl', 'output.log'] as const;
 export type StreamFile = (typeof STREAM_FILES)[number];

@@ -7,14 +7,15 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { UserError } from '../errors.ts';
+import { UserError } from '../../errors.ts';
 import { noOffsets, STREAM_FILES, type Offsets } from './filestream.ts';
-import { AtomicWriter, findJournals, loadJournal, upsertVariablesFor, type LoadedJournal } from './offline.ts';
-import { Reporter, stderrLogger, type TrackingLogger } from './reporter.ts';
+import { findJournals, loadJournal, upsertVariablesFor, type LoadedJournal } from './offline.ts';
+import { Reporter, stderrLogger, type TrackingLogger } from '../reporter.ts';
 import { DEFAULT_TIMING, USER_AGENT, type Timing } from './run.ts';
 import { appUrlFor, checkApiKey, findApiKey, netrcMachine, normalizeBaseUrl } from './settings.ts';
 import { sessionTarget, UploadSession } from './uploads.ts';
 import { UnreachableError, WandbApi } from './wandb.ts';
+import { LatestWriter } from '../latest-writer.ts';
 
 export interface SyncOptions {
   /** Override the entity/project recorded in the run. */
@@ -102,7 +103,7 @@ async function upload(j: LoadedJournal, opts: SyncOptions, env: NodeJS.ProcessEn
       api,
       target,
       journalDir: j.dir,
-      writer: new AtomicWriter((p, e) => reporter.warnOnce(`write-${p}`, `cannot write ${p} (${e.message})`)),
+      writer: new LatestWriter((p, e) => reporter.warnOnce(`write-${p}`, `cannot write ${p} (${e.message})`)),
       spools: j.spools,
       start,
       uploaded: j.sync?.uploaded ?? [],

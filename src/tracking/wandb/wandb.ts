@@ -1,13 +1,13 @@
 /**
  * W&B's HTTP API as wandb-core speaks it: GraphQL (`UpsertBucket`, `CreateRunFiles`) with Basic auth
  * `api:<key>`, the file_stream endpoint, and PUTs of run files to signed storage URLs (without the key).
- * Documents, variables and status rules follow ../../shared/research/wandb-protocol.md §1–§5.
+ * Documents, variables and status rules follow docs/wandb-protocol.md §1–§5.
  */
 import { createReadStream } from 'node:fs';
-import { UserError } from '../errors.ts';
+import { UserError } from '../../errors.ts';
 import { HttpClient, TransportError, isFinalStatus, retryDelayMs, sleep, type Backoff, type HttpResponse } from './http.ts';
 import { FLAGS } from './settings.ts';
-import { Reporter, oneLine } from './reporter.ts';
+import { Reporter, oneLine } from '../reporter.ts';
 
 const UPSERT_BUCKET = `mutation UpsertBucket($id: String, $name: String, $project: String, $entity: String, $groupName: String, $description: String, $displayName: String, $notes: String, $commit: String, $config: JSONString, $host: String, $debug: Boolean, $program: String, $repo: String, $jobType: String, $state: String, $sweep: String, $tags: [String!], $summaryMetrics: JSONString) {
   upsertBucket(input: { id: $id, name: $name, groupName: $groupName, modelName: $project, entityName: $entity, description: $description, displayName: $displayName, notes: $notes, config: $config, commit: $commit, host: $host, debug: $debug, jobProgram: $program, jobRepo: $repo, jobType: $jobType, state: $state, sweep: $sweep, tags: $tags, summaryMetrics: $summaryMetrics }) {

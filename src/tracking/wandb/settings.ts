@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { UserError } from '../errors.ts';
+import { UserError } from '../../errors.ts';
 
 export type TrackingMode = 'online' | 'offline' | 'disabled';
 

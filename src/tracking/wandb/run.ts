@@ -8,16 +8,17 @@ import { hostname } from 'node:os';
 import { basename, relative, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { captureConsole, outputLogLine } from './console.ts';
-import { toWandbJson } from './extended-json.ts';
+import { toWandbJson } from '../extended-json.ts';
 import { defaultTransmitMs, noOffsets, type FileStreamTiming } from './filestream.ts';
-import { HistoryBuilder, type Clock, type Row } from './history.ts';
-import { AtomicWriter, JOURNAL_FORMAT, JOURNAL_VERSION, RunJournal, upsertVariablesFor, type RunRecord } from './offline.ts';
-import { oneLine, type Reporter } from './reporter.ts';
+import { HistoryBuilder, type Clock, type Row } from '../history.ts';
+import { JOURNAL_FORMAT, JOURNAL_VERSION, RunJournal, upsertVariablesFor, type RunRecord } from './offline.ts';
+import { oneLine, type Reporter } from '../reporter.ts';
 import { configYaml, environmentMetadata, gitInfo } from './run-files.ts';
 import type { Settings } from './settings.ts';
 import { gpuInventory, SystemMonitor } from './system-metrics.ts';
 import { sessionTarget, UploadSession, type SessionTarget } from './uploads.ts';
 import { UnreachableError, WandbApi, type ApiTiming } from './wandb.ts';
+import { LatestWriter } from '../latest-writer.ts';
 
 /** W&B skips history lines longer than this ("imposed by the back-end", 10 MiB − 100 KiB). */
 export const MAX_LINE_BYTES = 10 * 1024 * 1024 - 100 * 1024;
@@ -160,7 +161,7 @@ export class TrackedRun {
         clearInterval(keepAlive);
       }
     }
-    const writer = new AtomicWriter((path, e) => o.reporter.warnOnce(`write-${path}`, `cannot write ${path} (${e.message})`));
+    const writer = new LatestWriter((path, e) => o.reporter.warnOnce(`write-${path}`, `cannot write ${path} (${e.message})`));
     const journal = await RunJournal.create(
       o.runDir,
       server !== undefined,

@@ -2,14 +2,15 @@
  * The training-loop side of W&B: fastai's WandbCallback(log="all") plus the seed's DANN logging, as a
  * loop Callback. Every hook only builds a row and hands it to the run, which never waits on the network.
  */
-import type { Callback, LoopState } from '../training/types.ts';
-import { epochEndValues, tensorHistograms, trainStepValues, validationValues } from './history.ts';
+import type { LoopState } from '../../training/types.ts';
+import { epochEndValues, tensorHistograms, trainStepValues, validationValues } from '../history.ts';
+import type { Tracker } from '../tracker.ts';
 import type { TrackedRun } from './run.ts';
 
 /** wandb.watch's default log_freq. */
 export const DEFAULT_HISTOGRAM_EVERY = 1000;
 
-export class WandbCallback implements Callback {
+export class WandbCallback implements Tracker {
   readonly name = 'wandb';
   readonly wantsTensorsEvery: number;
 
@@ -42,6 +43,10 @@ export class WandbCallback implements Callback {
 
   afterFit(): void {
     this.run.flushHistory();
+  }
+
+  finish(exitCode: number, modelPath?: string): Promise<void> {
+    return this.run.finish(exitCode, modelPath);
   }
 
   /** W&B's Stop button: the loop ends cleanly after the current step. */

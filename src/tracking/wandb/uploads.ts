@@ -5,14 +5,15 @@
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { toWandbJson } from './extended-json.ts';
+import { toWandbJson } from '../extended-json.ts';
 import { FileStream, noOffsets, type FileStreamTiming, type Offsets, type StreamFile } from './filestream.ts';
 import { isFinalStatus, retryDelayMs, sleep, TransportError, type Backoff, type HttpResponse } from './http.ts';
-import type { AtomicWriter, SyncRecord } from './offline.ts';
-import { oneLine, type Reporter } from './reporter.ts';
+import type { SyncRecord } from './offline.ts';
+import { oneLine, type Reporter } from '../reporter.ts';
 import type { Spool } from './spool.ts';
 import { runUrlFor } from './settings.ts';
 import { UnreachableError, type UpsertResult, type WandbApi } from './wandb.ts';
+import type { LatestWriter } from '../latest-writer.ts';
 
 export interface UploadTarget {
   entity: string;
@@ -112,7 +113,7 @@ export interface UploadSessionOptions {
   api: WandbApi;
   target: SessionTarget;
   journalDir: string;
-  writer: AtomicWriter;
+  writer: LatestWriter;
   spools: Record<StreamFile, Spool>;
   /** Journal lines and run files the server already has (from sync.json, or none for a new run). */
   start: Offsets;
