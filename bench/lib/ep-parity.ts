@@ -11,6 +11,7 @@
  */
 import { type IoSpec, type Manifest } from '../../src/onnx/manifest.ts';
 import { createRng } from '../../src/rng.ts';
+import { dannTrainStep } from '../../src/training/dann-step.ts';
 import { type ExecutionProvider, TrainingSession } from '../../src/training/session.ts';
 import { artifactsFor } from '../train-step.ts';
 
@@ -42,7 +43,7 @@ async function oneStep(provider: ExecutionProvider, threads: number, disableCpuF
   const rng = createRng(0).fork('ep-parity');
   const images = new Float32Array(count * 3 * imageSize * imageSize).map(() => rng.normal());
   const labels = new Float32Array(nSource * outputs.length).map(() => rng.normal());
-  const losses = await session.runTrainStep({ images, count, nSource, labels, alpha: 0.5, lambdaDomain: 0.1 });
+  const losses = await dannTrainStep(session, { images, count, nSource, labels }, { alpha: 0.5, lambdaDomain: 0.1 });
   const grads = new Map([...session.gradientViews()].map(([name, g]) => [name, g.slice()]));
   const transfer = transferMb(session.manifest, count, nSource);
   await session.release();
