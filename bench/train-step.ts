@@ -15,8 +15,8 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../src/errors.ts';
-import { buildArtifacts } from '../tools/build-artifacts.ts';
-import { makeConfig } from '../tools/model/config.ts';
+import { buildArtifacts } from '../src/model/build-artifacts.ts';
+import { makeConfig } from '../src/model/config.ts';
 import { type ChildRun, type Json, runChild } from './lib/child.ts';
 import { trainGflopPerImage } from './lib/flops.ts';
 

@@ -8,7 +8,7 @@
  * source rows only; the domain head and the body on every row.
  */
 import { type ModelConfig } from '../../src/onnx/manifest.ts';
-import { HIDDEN } from '../../tools/model/dann.ts';
+import { HIDDEN } from '../../src/model/dann.ts';
 
 const STAGES: Record<ModelConfig['backbone'], number[]> = { resnet18: [2, 2, 2, 2], resnet34: [3, 4, 6, 3] };
 const WIDTHS = [64, 128, 256, 512];

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { UserError } from '../errors.ts';
-import { buildArtifacts } from '../../tools/build-artifacts.ts';
-import { loadConfigFile, makeConfig } from '../../tools/model/config.ts';
+import { buildArtifacts } from '../model/build-artifacts.ts';
+import { loadConfigFile, makeConfig } from '../model/config.ts';
 
 interface Args {
   config: string; 'image-size'?: number; backbone?: string; task?: string; outputs?: string[];

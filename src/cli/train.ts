@@ -21,8 +21,8 @@ import { Recorder } from '../training/recorder.ts';
 import { fineTuneDannPlan } from '../training/schedules.ts';
 import { type ExecutionProvider, TrainingSession } from '../training/session.ts';
 import type { BatchSource } from '../training/types.ts';
-import { buildArtifacts } from '../../tools/build-artifacts.ts';
-import { makeConfig } from '../../tools/model/config.ts';
+import { buildArtifacts } from '../model/build-artifacts.ts';
+import { makeConfig } from '../model/config.ts';
 import { recoverAtomicDir, writeFileAtomic } from '../io/atomic.ts';
 import { defaultArtifactsDir } from './build-artifacts.ts';
 

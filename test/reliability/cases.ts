@@ -9,8 +9,8 @@
 import { copyFileSync, linkSync, mkdirSync, readdirSync, readFileSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { buildArtifacts } from '../../tools/build-artifacts.ts';
-import { makeConfig } from '../../tools/model/config.ts';
+import { buildArtifacts } from '../../src/model/build-artifacts.ts';
+import { makeConfig } from '../../src/model/config.ts';
 
 export type Area = 'artifacts' | 'data' | 'flags' | 'config files' | 'predict' | 'W&B';
 export const AREAS: Area[] = ['artifacts', 'data', 'flags', 'config files', 'predict', 'W&B'];

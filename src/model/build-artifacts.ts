@@ -4,23 +4,23 @@
  * checkpoint whose names are the PyTorch state_dict keys, and manifest.json — written as one atomic
  * directory swap, so a reader never sees a mix of two builds.
  */
-import { differentiate } from '../src/autodiff/grad.ts';
-import { type BatchNormForward } from '../src/autodiff/lower.ts';
-import { UserError } from '../src/errors.ts';
-import { writeDirAtomic } from '../src/io/atomic.ts';
-import { encodeSafetensors } from '../src/io/safetensors.ts';
-import { type Tensor } from '../src/io/tensor.ts';
-import { type Graph } from '../src/onnx/graph.ts';
+import { differentiate } from '../autodiff/grad.ts';
+import { type BatchNormForward } from '../autodiff/lower.ts';
+import { UserError } from '../errors.ts';
+import { writeDirAtomic } from '../io/atomic.ts';
+import { encodeSafetensors } from '../io/safetensors.ts';
+import { type Tensor } from '../io/tensor.ts';
+import { type Graph } from '../onnx/graph.ts';
 import {
   type InputRole, type IoSpec, type Manifest, type ModelConfig, type ModelSpec, type OutputRole,
   MANIFEST_FORMAT, MANIFEST_VERSION,
-} from '../src/onnx/manifest.ts';
-import { encodeModel } from '../src/onnx/proto.ts';
-import { inferShapes } from '../src/onnx/shapes.ts';
-import { assignParamGroups, SEED_DANN_GROUPS } from '../src/training/param-groups.ts';
-import { buildDann } from './model/dann.ts';
-import { type BufferEntry, type ParamEntry } from './model/net.ts';
-import { initParameters, loadWeights, torchvisionWeightsFile } from './model/weights.ts';
+} from '../onnx/manifest.ts';
+import { encodeModel } from '../onnx/proto.ts';
+import { inferShapes } from '../onnx/shapes.ts';
+import { assignParamGroups, SEED_DANN_GROUPS } from '../training/param-groups.ts';
+import { buildDann } from './dann.ts';
+import { type BufferEntry, type ParamEntry } from './net.ts';
+import { initParameters, loadWeights, torchvisionWeightsFile } from './weights.ts';
 import { buildAdamGraph } from './optimizer.ts';
 
 export interface BuildOptions {

@@ -4,13 +4,13 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRng } from '../../src/rng.ts';
-import { UserError } from '../../src/errors.ts';
-import { downloadOnce } from '../../src/io/download.ts';
-import { readSafetensors } from '../../src/io/safetensors.ts';
-import { type Tensor, toFloat32 } from '../../src/io/tensor.ts';
-import { readTorchPth } from '../../src/io/torch-pth.ts';
-import { type ModelConfig } from '../../src/onnx/manifest.ts';
+import { createRng } from '../rng.ts';
+import { UserError } from '../errors.ts';
+import { downloadOnce } from '../io/download.ts';
+import { readSafetensors } from '../io/safetensors.ts';
+import { type Tensor, toFloat32 } from '../io/tensor.ts';
+import { readTorchPth } from '../io/torch-pth.ts';
+import { type ModelConfig } from '../onnx/manifest.ts';
 import { type ParamEntry } from './net.ts';
 
 export const TORCHVISION_URLS: Record<ModelConfig['backbone'], string> = {

@@ -3,8 +3,8 @@
  * state_dict key. In 'train' mode BatchNorm uses batch statistics and outputs updated running stats;
  * in 'eval' mode it uses the running stats, as model.eval() does.
  */
-import { Builder, float } from '../../src/onnx/builder.ts';
-import { type Graph } from '../../src/onnx/graph.ts';
+import { Builder, float } from '../onnx/builder.ts';
+import { type Graph } from '../onnx/graph.ts';
 
 export type Mode = 'train' | 'eval';
 

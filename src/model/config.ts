@@ -3,8 +3,8 @@
  * ResNet (stride 32), AvgPool2d(2) and the 4×4/2 extra conv must not vanish.
  */
 import { readFileSync } from 'node:fs';
-import { UserError } from '../../src/errors.ts';
-import { type ModelConfig } from '../../src/onnx/manifest.ts';
+import { UserError } from '../errors.ts';
+import { type ModelConfig } from '../onnx/manifest.ts';
 
 export const DEFAULT_OUTPUTS = ['num_particles', 'planar_dist', 'depth_dist'];
 

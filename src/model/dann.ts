@@ -4,10 +4,10 @@
  * head behind the gradient reversal marker, with the seed's losses (MSE or cross-entropy, plus
  * lambda_domain × BCE-with-logits over all rows). Value names are the PyTorch state_dict keys.
  */
-import { MARKER_DOMAIN } from '../../src/autodiff/rules.ts';
-import { Graph } from '../../src/onnx/graph.ts';
-import { type ModelConfig } from '../../src/onnx/manifest.ts';
-import { DataType } from '../../src/onnx/proto.ts';
+import { MARKER_DOMAIN } from '../autodiff/rules.ts';
+import { Graph } from '../onnx/graph.ts';
+import { type ModelConfig } from '../onnx/manifest.ts';
+import { DataType } from '../onnx/proto.ts';
 import { type Mode, Net } from './net.ts';
 
 const STAGES: Record<ModelConfig['backbone'], number[]> = { resnet18: [2, 2, 2, 2], resnet34: [3, 4, 6, 3] };
