@@ -8,7 +8,7 @@ import { Builder } from '../onnx/builder.ts';
 import { type Graph } from '../onnx/graph.ts';
 import { inferShapes, isFloatType } from '../onnx/shapes.ts';
 import { GradContext } from './context.ts';
-import { type BatchNormForward, lowerMarkers, prepareForDifferentiation } from './lower.ts';
+import { lowerMarkers, prepareForDifferentiation } from './lower.ts';
 import { gradientRules, nonDifferentiable, ruleKey } from './rules.ts';
 
 export interface DifferentiateOptions {
@@ -18,14 +18,13 @@ export interface DifferentiateOptions {
   wrt: string[];
   /** Output name of each gradient; default `<name>_grad`. */
   gradName?: (name: string) => string;
-  /** Forward form of training-mode BatchNormalization (see lower.ts); default 'fused'. */
-  batchNorm?: BatchNormForward;
 }
 
 export function differentiate(g: Graph, options: DifferentiateOptions): Map<string, string> {
   const gradName = options.gradName ?? ((n: string) => `${n}_grad`);
-  prepareForDifferentiation(g, options.batchNorm);
   g.sortTopologically();
+  inferShapes(g);
+  prepareForDifferentiation(g);
   const symbolic = inferShapes(g);
 
   const lossInfo = g.info(options.loss);

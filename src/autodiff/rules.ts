@@ -41,18 +41,16 @@ function perChannelCount(c: GradContext, x: string): string {
 
 /**
  * Batch-statistics BatchNormalization backward: dX = dY·k1 + (X−mean)·k2 + k3 with per-channel k's, so only two full
- * reductions touch dY. It centres X first, so no term subtracts two large nearly equal sums.
+ * reductions touch dY. It works on the centred X, so no term subtracts two large nearly equal sums. Inputs 3–5
+ * (mean, variance, X − mean; see lower.ts) are functions of X whose derivative the formula already holds.
  */
 const batchNormTrain: GradRule = (c) => {
-  const [x, scale] = c.node.inputs;
-  // Fused form: statistics are outputs 1 and 2; 'ops' form: inputs 3 and 4 (see lower.ts).
-  const [mean, variance] = c.node.outputs.length === 3 ? c.node.outputs.slice(1) : c.node.inputs.slice(3, 5);
+  const [x, scale, , , variance, centred] = c.node.inputs;
   const rank = c.rank(x);
   const axes = channelAxes(rank);
   const view = (v: string) => channelView(c, v, rank);
   const go = c.GO();
   const invstd = c.op('Reciprocal', [c.op('Sqrt', [c.op('Add', [variance, c.b.scalar(c.float('epsilon', 1e-5))])])]);
-  const centred = c.op('Sub', [x, view(mean)]);
   const db = c.reduceSum(go, axes, false);
   const dscale = mul(c, c.reduceSum(mul(c, go, centred), axes, false), invstd);
   let dx: string | undefined;
@@ -63,7 +61,7 @@ const batchNormTrain: GradRule = (c) => {
     const k3 = c.op('Neg', [c.op('Div', [mul(c, k1, db), m])]);
     dx = c.op('Add', [mul(c, go, view(k1)), c.op('Add', [mul(c, centred, view(k2)), view(k3)])]);
   }
-  return [dx, c.needs(1) ? dscale : undefined, c.needs(2) ? db : undefined, undefined, undefined];
+  return [dx, c.needs(1) ? dscale : undefined, c.needs(2) ? db : undefined];
 };
 
 /** Inference-mode BatchNormalization: a per-channel affine map with constant statistics. */

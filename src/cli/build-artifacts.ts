@@ -6,7 +6,7 @@ import { loadConfigFile, makeConfig } from '../model/config.ts';
 
 interface Args {
   config: string; 'image-size'?: number; backbone?: string; task?: string; outputs?: string[];
-  out?: string; weights: string; seed: number; batchnorm: string;
+  out?: string; weights: string; seed: number;
 }
 
 export const defaultArtifactsDir = (name: string, imageSize: number) => join('artifacts', `${name}-${imageSize}px`);
@@ -22,8 +22,7 @@ export const buildArtifactsCommand: CommandModule<object, Args> = {
     .option('outputs', { type: 'string', array: true, describe: 'Output names (regression) or class names (classification)' })
     .option('out', { type: 'string', describe: 'Artifacts directory (default artifacts/<name>-<size>px)' })
     .option('weights', { type: 'string', default: 'none', describe: "Initial weights: 'none' (seeded init), 'torchvision' (download ImageNet weights once), or a .pth/.safetensors file" })
-    .option('seed', { type: 'number', default: 0, describe: 'Seed of the initialisation' })
-    .option('batchnorm', { type: 'string', choices: ['fused', 'ops'], default: 'fused', describe: "Training BatchNorm forward: 'fused' (ONNX's training kernel; CPU, CUDA) or 'ops' (plain ops, for WebGPU)" }),
+    .option('seed', { type: 'number', default: 0, describe: 'Seed of the initialisation' }),
   handler: async (args) => {
     const base = loadConfigFile(args.config);
     const imageSize = args['image-size'] ?? base.imageSize;
@@ -36,7 +35,7 @@ export const buildArtifactsCommand: CommandModule<object, Args> = {
     });
     const out = args.out ?? defaultArtifactsDir(config.name, config.imageSize);
     const started = Date.now();
-    const manifest = await buildArtifacts({ config, out, weights: args.weights, weightsCache: join('models', 'weights'), seed: args.seed, batchNorm: args.batchnorm as 'fused' | 'ops' });
+    const manifest = await buildArtifacts({ config, out, weights: args.weights, weightsCache: join('models', 'weights'), seed: args.seed });
     const count = manifest.parameters.reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
     process.stdout.write(`wrote ${out}: ${config.backbone} at ${config.imageSize} px, ${config.featureDim} features, ${(count / 1e6).toFixed(2)} M parameters, weights ${manifest.weights} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
   },

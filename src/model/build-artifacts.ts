@@ -5,7 +5,6 @@
  * directory swap, so a reader never sees a mix of two builds.
  */
 import { differentiate } from '../autodiff/grad.ts';
-import { type BatchNormForward } from '../autodiff/lower.ts';
 import { UserError } from '../errors.ts';
 import { writeDirAtomic } from '../io/atomic.ts';
 import { encodeSafetensors } from '../io/safetensors.ts';
@@ -30,8 +29,6 @@ export interface BuildOptions {
   weights: string;
   weightsCache: string;
   seed: number;
-  /** Training-mode BatchNorm forward: ONNX's fused kernel (CPU, CUDA) or plain ops (WebGPU). */
-  batchNorm?: BatchNormForward;
 }
 
 export interface BuiltArtifacts {
@@ -79,7 +76,7 @@ export async function compileArtifacts(opts: BuildOptions): Promise<BuiltArtifac
     ...['loss', 'regression_loss', 'domain_loss'].map((name) => ({ name, dtype: 'float' as const, shape: [] })),
     ...[...updates.keys()].map((name) => ({ name, dtype: 'float' as const })),
   );
-  const gradOf = differentiate(train.graph, { loss: 'loss', wrt: paramNames, batchNorm: opts.batchNorm ?? 'fused' });
+  const gradOf = differentiate(train.graph, { loss: 'loss', wrt: paramNames });
   const grads = new Map([...gradOf].map(([p, g]) => [g, p]));
 
   const evalModel = buildDann(config, 'eval');
@@ -130,7 +127,7 @@ export async function compileArtifacts(opts: BuildOptions): Promise<BuiltArtifac
     checkpoint: 'checkpoint.safetensors',
     weights: weights.source,
     opset: train.graph.opset,
-    batchNormForward: opts.batchNorm ?? 'fused',
+    batchNormForward: 'ops',
   };
   const metadata = { format: 'pt', 'ort-dann.kind': 'model', 'ort-dann.config': JSON.stringify(config) };
   const files = new Map<string, Uint8Array | Uint8Array[]>([

@@ -168,11 +168,7 @@ const rules: Record<string, ShapeRule> = {
     const cout = typeof w[1] === 'number' ? w[1] * group : w[1];
     return { outputs: [{ dtype: c.in(0).dtype, shape: [x[0], cout, ...sp] }] };
   },
-  BatchNormalizationTrain: (c) => {
-    const x = c.in(0);
-    const stat = { dtype: x.dtype, shape: c.in(1).shape };
-    return { outputs: [{ dtype: x.dtype, shape: x.shape }, stat, stat] };
-  },
+  BatchNormalizationTrain: same,
   BatchNormalization: (c) => {
     const training = attrInt(c.node, 'training_mode', 0) === 1;
     const x = c.in(0);

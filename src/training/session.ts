@@ -168,7 +168,7 @@ export class TrainingSession {
     const manifest = readManifest(paths.artifacts);
     const ep = options.executionProvider ?? 'cpu';
     if (ep === 'webgpu' && manifest.batchNormForward !== 'ops') {
-      throw new UserError(`--ep webgpu: ${paths.artifacts} uses ONNX's training-mode BatchNormalization, which the WebGPU provider lacks; rebuild with \`ort-dann build-artifacts --batchnorm ops --out ${paths.artifacts}\``);
+      throw new UserError(`--ep webgpu: ${paths.artifacts} uses ONNX's training-mode BatchNormalization, which the WebGPU provider lacks; rebuild with \`ort-dann build-artifacts --out ${paths.artifacts}\``);
     }
     const file = (spec: ModelSpec, override?: string) => override ?? join(paths.artifacts, spec.file);
     const useOnnx = options.optimizer === 'onnx' || (options.optimizer !== 'js' && ep !== 'cpu');

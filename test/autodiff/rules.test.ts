@@ -110,11 +110,6 @@ const cases: Case[] = [
     build: (b) => b.opN('BatchNormalization', ['X', 'S', 'B', 'RM', 'RV'], { epsilon: 1e-5, momentum: 0.9, training_mode: 1 }, 3)[0],
   },
   {
-    rule: 'ort_dann:BatchNormalizationTrain', name: 'BatchNormalization training mode, statistics as plain ops (WebGPU form)', inputs: { X: [3, 2, 3, 2], S: [2], B: [2] }, batchNorm: 'ops',
-    constant: { RM: { dims: [2], data: new Float32Array([0.1, -0.2]) }, RV: { dims: [2], data: new Float32Array([1, 2]) } },
-    build: (b) => b.opN('BatchNormalization', ['X', 'S', 'B', 'RM', 'RV'], { epsilon: 1e-5, momentum: 0.9, training_mode: 1 }, 3)[0],
-  },
-  {
     rule: 'ort_dann:BatchNormalizationTrain', name: 'BatchNorm1d training mode, symbolic batch', inputs: { X: [4, 3], S: [3], B: [3] }, declared: { X: ['N', 3] },
     constant: { RM: { dims: [3], data: new Float32Array(3) }, RV: { dims: [3], data: new Float32Array([1, 1, 1]) } },
     build: (b) => b.opN('BatchNormalization', ['X', 'S', 'B', 'RM', 'RV'], { epsilon: 1e-5, momentum: 0.9, training_mode: 1 }, 3)[0],

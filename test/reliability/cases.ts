@@ -342,9 +342,14 @@ export const CASES: Case[] = [
     expect: /^ort-dann: --ep cuda: the CUDA execution provider is not installed in onnxruntime-node; reinstall with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a connected Linux x64 machine with CUDA 12, or use --ep cpu$/,
   },
   {
-    id: 'ep-webgpu-fused-batchnorm', area: 'artifacts', title: '--ep webgpu with artifacts whose BatchNorm uses the training kernel', command: 'train',
-    args: ['--ep', 'webgpu'], outcome: 'error',
-    expect: /^ort-dann: --ep webgpu: \S+ uses ONNX's training-mode BatchNormalization, which the WebGPU provider lacks; rebuild with `ort-dann build-artifacts --batchnorm ops --out \S+`$/,
+    id: 'ep-webgpu-fused-batchnorm', area: 'artifacts', title: '--ep webgpu with artifacts from an earlier build whose BatchNorm uses the training kernel', command: 'train',
+    setup: (d) => {
+      copyArtifacts(d.artifacts, join(d.input, 'artifacts'));
+      const file = join(d.input, 'artifacts', 'manifest.json');
+      writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), batchNormForward: 'fused' }));
+    },
+    args: ['--ep', 'webgpu', '--artifacts', '<case>/artifacts'], outcome: 'error',
+    expect: /^ort-dann: --ep webgpu: <case>\/artifacts uses ONNX's training-mode BatchNormalization, which the WebGPU provider lacks; rebuild with `ort-dann build-artifacts --out <case>\/artifacts`$/,
   },
   {
     id: 'flag-source-size-below-batch', area: 'flags', title: '--source-size smaller than --batch-size', command: 'train',
