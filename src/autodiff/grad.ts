@@ -6,6 +6,7 @@
 import { UserError } from '../errors.ts';
 import { Builder } from '../onnx/builder.ts';
 import { type Graph } from '../onnx/graph.ts';
+import { unsupportedOp } from '../onnx/unsupported.ts';
 import { inferShapes, isFloatType } from '../onnx/shapes.ts';
 import { GradContext } from './context.ts';
 import { lowerMarkers, prepareForDifferentiation } from './lower.ts';
@@ -70,9 +71,9 @@ export function differentiate(g: Graph, options: DifferentiateOptions): Map<stri
     if (!node.inputs.some((i) => i && needs(i))) continue;
     const emittedFrom = g.nodes.length;
     const outGrads = node.outputs.map((o) => (o ? total(o) : undefined));
-    if (!outGrads[0]) continue;
+    if (!outGrads.some(Boolean)) continue;
     const rule = gradientRules[ruleKey(node.op, node.domain)];
-    if (!rule) throw new UserError(`node ${node.name} uses op ${node.domain ? `${node.domain}.` : ''}${node.op}, which has no gradient rule; remove it from the path to the loss or add a rule in src/autodiff/rules.ts`);
+    if (!rule) throw unsupportedOp(node);
     const ctx = new GradContext(g, b, node, outGrads, needs, symbolic);
     const inGrads = rule(ctx);
     inferShapes(g, symbolic, emittedFrom);

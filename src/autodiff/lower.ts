@@ -1,7 +1,8 @@
 /**
  * Graph rewrites around differentiation. Before: training-mode BatchNormalization becomes batch
  * statistics from plain ops + a marker node (so the backward uses the fused rule and running stats
- * follow PyTorch's unbiased update), and MaxPool/Dropout expose the outputs their gradients read.
+ * follow PyTorch's unbiased update), and MaxPool, Dropout and LayerNormalization expose the outputs their
+ * gradients read.
  * After: markers become plain ai.onnx ops, so saved graphs hold standard ops only.
  */
 import { Builder } from '../onnx/builder.ts';
@@ -16,6 +17,9 @@ export function prepareForDifferentiation(g: Graph): void {
   g.nodes = [];
   for (const node of pending) {
     if (node.op === 'MaxPool' && !node.outputs[1]) node.outputs[1] = g.fresh(`${node.name}/indices`);
+    if (node.op === 'LayerNormalization') {
+      for (const [k, what] of [[1, 'mean'], [2, 'invstd']] as const) if (!node.outputs[k]) node.outputs[k] = g.fresh(`${node.name}/${what}`);
+    }
     if (node.op === 'Dropout' && node.inputs[2] && !node.outputs[1]) node.outputs[1] = g.fresh(`${node.name}/mask`);
     if (node.op === 'BatchNormalization' && node.domain === '' && attrInt(node, 'training_mode', 0) === 1) {
       lowerTrainingBatchNorm(g, b, node);
