@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { UserError } from '../errors.ts';
 import { buildArtifacts } from '../model/build-artifacts.ts';
-import { loadConfigFile, makeConfig } from '../model/config.ts';
+import { BACKBONES, loadConfigFile, makeConfig } from '../model/config.ts';
+import { type ModelConfig } from '../onnx/manifest.ts';
 
 interface Args {
   config: string; 'image-size'?: number; backbone?: string; task?: string; outputs?: string[];
@@ -13,11 +14,11 @@ export const defaultArtifactsDir = (name: string, imageSize: number) => join('ar
 
 export const buildArtifactsCommand: CommandModule<object, Args> = {
   command: 'build-artifacts',
-  describe: 'Compile the ResNet-DANN model into training, eval and optimizer ONNX models, a checkpoint and manifest.json',
+  describe: 'Compile the DANN model into training, eval and optimizer ONNX models, a checkpoint and manifest.json',
   builder: (y) => y
     .option('config', { type: 'string', default: 'models/resnet34-dann.json', describe: 'Model config (JSON)' })
     .option('image-size', { type: 'number', describe: 'Input size in pixels (overrides the config; 128 and 256 are typical)' })
-    .option('backbone', { type: 'string', choices: ['resnet18', 'resnet34'], describe: 'ResNet body (overrides the config)' })
+    .option('backbone', { type: 'string', choices: BACKBONES, describe: 'torchvision body (overrides the config)' })
     .option('task', { type: 'string', choices: ['regression', 'classification'], describe: 'Loss of the label head: MSE or cross-entropy' })
     .option('outputs', { type: 'string', array: true, describe: 'Output names (regression) or class names (classification)' })
     .option('out', { type: 'string', describe: 'Artifacts directory (default artifacts/<name>-<size>px)' })
@@ -29,7 +30,7 @@ export const buildArtifactsCommand: CommandModule<object, Args> = {
     if (imageSize === undefined) throw new UserError(`--image-size: ${args.config} sets no imageSize; pass --image-size 256`);
     const config = makeConfig({
       ...base, imageSize,
-      ...(args.backbone ? { backbone: args.backbone as 'resnet18' | 'resnet34' } : {}),
+      ...(args.backbone ? { backbone: args.backbone as ModelConfig['backbone'] } : {}),
       ...(args.task ? { task: args.task as 'regression' | 'classification' } : {}),
       ...(args.outputs ? { outputs: args.outputs.flatMap((o) => o.split(',')).filter(Boolean) } : {}),
     });

@@ -63,7 +63,7 @@ function describe(g: Graph, file: string, roles: { params: Set<string>; buffers:
 async function initialWeights(opts: BuildOptions, params: ParamEntry[], buffers: BufferEntry[]) {
   if (opts.weights === 'none') return { values: initParameters(params, opts.seed), buffers: new Map<string, Float32Array>(), source: `none (seeded init, seed ${opts.seed})` };
   const file = opts.weights === 'torchvision' ? await torchvisionWeightsFile(opts.config.backbone, opts.weightsCache) : opts.weights;
-  return loadWeights(file, params, new Map(buffers.filter((b) => b.dtype === 'float').map((b) => [b.name, b.shape])), opts.seed);
+  return loadWeights(file, opts.config.backbone, params, new Map(buffers.filter((b) => b.dtype === 'float').map((b) => [b.name, b.shape])), opts.seed);
 }
 
 export async function compileArtifacts(opts: BuildOptions): Promise<BuiltArtifacts> {
