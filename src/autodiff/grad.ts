@@ -92,9 +92,23 @@ export function differentiate(g: Graph, options: DifferentiateOptions): Map<stri
     result.set(w, name);
   }
   lowerMarkers(g);
+  requireScatterReduction(g);
   elideIdentities(g, new Set(result.values()));
   inferShapes(g);
   return result;
+}
+
+/**
+ * The MaxPool and Gather gradients scatter-add (ScatterElements/ScatterND `reduction`, opset 16).
+ * Opsets 14 and 15 differ from 16 only in accepted types and in RoiAlign's default coordinate mode,
+ * which is pinned, so such graphs move to 16; older ones must be re-exported.
+ */
+function requireScatterReduction(g: Graph): void {
+  const scatters = g.nodes.some((n) => (n.op === 'ScatterElements' || n.op === 'ScatterND') && n.attrs.reduction);
+  if (!scatters || g.opset >= 16) return;
+  if (g.opset < 14) throw new UserError(`the model uses opset ${g.opset}; its MaxPool or Gather gradient needs opset 14 or later: re-export it with opset_version=14 (or later)`);
+  for (const n of g.nodes) if (n.op === 'RoiAlign' && !n.attrs.coordinate_transformation_mode) n.attrs.coordinate_transformation_mode = { s: 'output_half_pixel' };
+  g.opset = 16;
 }
 
 /**

@@ -17,7 +17,7 @@ import { encodeModel, readModelFile } from '../../src/onnx/proto.ts';
 import { PY_SAFETENSORS, runPythonFile } from '../io/python.ts';
 
 const FAMILIES = [
-  'bn_channels', 'bn_repeat', 'bn_mlp', 'grouped', 'activations', 'layernorm', 'layernorm_decomposed', 'concat', 'pooling', 'vgg',
+  'bn_channels', 'bn_repeat', 'bn_mlp', 'grouped', 'activations', 'layernorm', 'layernorm_decomposed', 'concat', 'concat_opset14', 'pooling', 'vgg',
   'mobilenet_v2', 'mobilenet_v3', 'efficientnet', 'regnet', 'convnext', 'shufflenet', 'vit',
 ];
 const LEVELS = ['disabled', 'basic', 'extended', 'all'] as const;

@@ -190,9 +190,11 @@ FAMILIES = {
     'layernorm': layernorm, 'concat': concat, 'pooling': pooling, 'vgg': vgg, 'mobilenet_v2': mobilenet_v2, 'mobilenet_v3': mobilenet_v3,
     'efficientnet': efficientnet, 'regnet': regnet, 'convnext': convnext, 'shufflenet': shufflenet, 'vit': vit,
 }
-# Opset 16 has no LayerNormalization: torch exports its decomposed form.
-OPSET = {'layernorm_decomposed': 16}
+# Opset 16 has no LayerNormalization: torch exports its decomposed form. Opset 14 is torch 1.13's
+# default, below the scatter-add the MaxPool gradient needs.
+OPSET = {'layernorm_decomposed': 16, 'concat_opset14': 14}
 FAMILIES['layernorm_decomposed'] = layernorm
+FAMILIES['concat_opset14'] = concat
 
 
 def loss_and_grads(model, inputs, dtype):
