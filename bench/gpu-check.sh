@@ -95,7 +95,7 @@ for ep in $eps; do
     fi
   fi
   if [ "$ep" != cpu ]; then
-    say "$ep: one train step against the CPU step (128 px, plain-ops BatchNorm):"
+    say "$ep: one train step against the CPU step (128 px):"
     timeout 90 "$node" --import tsx bench/lib/ep-parity.ts "$ep" 128 "$work/artifacts" 2>>"$log" | tee -a "$results" "$log"
   fi
   left=$((290 - SECONDS))

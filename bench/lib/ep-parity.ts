@@ -1,7 +1,7 @@
 /**
- * Does one train step on a GPU provider compute what the CPU computes? Opens the same plain-ops
- * BatchNorm artifacts on the CPU and on EP (same seed, so the same dropout masks), runs one
- * runTrainStep on one random batch, and compares the losses and every parameter's gradient
+ * Does one train step on a GPU provider compute what the CPU computes? Opens the same artifacts on
+ * the CPU and on EP (same seed, so the same dropout masks), runs one train step on one random
+ * batch, and compares the losses and every parameter's gradient
  * (relative error of the difference's norm), first with CPU fallback disabled (every node on EP),
  * else with ORT's placement. Prints one JSON line; exits 1 past the tolerance.
  *   node --import tsx bench/lib/ep-parity.ts EP [IMAGE_SIZE] [ARTIFACTS_ROOT] [--threads-cpu N]
@@ -24,7 +24,7 @@ const args = process.argv.slice(2);
 const threadsAt = args.indexOf('--threads-cpu');
 const cpuThreads = threadsAt === -1 ? 2 : Number(args.splice(threadsAt, 2)[1]);
 const [ep = 'cuda', size = '128', root = 'artifacts'] = args;
-const dir = await artifactsFor(root, Number(size), false, ep === 'cpu' ? 'cuda' : ep); // the plain-ops form on both sides
+const dir = await artifactsFor(root, Number(size));
 
 /** Megabytes a step moves host→device and back: the training graph's I/O, and the optimizer graph's once per trainable element (S). */
 function transferMb(m: Manifest, count: number, nSource: number) {

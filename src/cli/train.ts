@@ -23,8 +23,8 @@ import { Recorder } from '../training/recorder.ts';
 import { fineTuneDannPlan } from '../training/schedules.ts';
 import { type ExecutionProvider, TrainingSession } from '../training/session.ts';
 import type { BatchSource } from '../training/types.ts';
-import { buildArtifacts } from '../../tools/build-artifacts.ts';
-import { makeConfig } from '../../tools/model/config.ts';
+import { buildArtifacts } from '../model/build-artifacts.ts';
+import { makeConfig } from '../model/config.ts';
 import { recoverAtomicDir, writeFileAtomic } from '../io/atomic.ts';
 import { defaultArtifactsDir } from './build-artifacts.ts';
 import { demoDataDir, trackingOptionsFromArgs, wandbFlags, without } from './flags.ts';
@@ -124,12 +124,10 @@ async function artifactsFor(a: Args, r: Resolved): Promise<string> {
     return dir;
   }
   const config = makeConfig({ imageSize: r.imageSize });
-  // GPU providers have no training-mode BatchNormalization kernel: they get the plain-ops form.
-  const batchNorm = a.ep === 'cpu' ? 'fused' : 'ops';
-  const dir = defaultArtifactsDir(config.name, config.imageSize, batchNorm);
+  const dir = defaultArtifactsDir(config.name, config.imageSize);
   if (!existsSync(join(dir, 'manifest.json'))) {
-    process.stdout.write(`building artifacts for ${config.backbone} at ${config.imageSize} px${batchNorm === 'ops' ? ` with plain-ops BatchNorm for --ep ${a.ep}` : ''} into ${dir} (once)…\n`);
-    await buildArtifacts({ config, out: dir, weights: 'none', weightsCache: join('models', 'weights'), seed: 0, batchNorm });
+    process.stdout.write(`building artifacts for ${config.backbone} at ${config.imageSize} px into ${dir} (once)…\n`);
+    await buildArtifacts({ config, out: dir, weights: 'none', weightsCache: join('models', 'weights'), seed: 0 });
   }
   return dir;
 }

@@ -166,8 +166,8 @@ export class TrainingSession {
     const manifest = readManifest(paths.artifacts);
     const ep = options.executionProvider ?? 'cpu';
     if (ep !== 'cpu' && manifest.batchNormForward !== 'ops') {
-      const ops = `${paths.artifacts.replace(/\/+$/, '')}-bnops`;
-      throw new UserError(`--ep ${ep}: ${paths.artifacts} uses ONNX's training-mode BatchNormalization, which the ${ep === 'cuda' ? 'CUDA' : 'WebGPU'} provider does not run; build plain-ops artifacts with \`npx ort-dann build-artifacts --batchnorm ops --out ${ops}\` and pass --artifacts ${ops} (or drop --artifacts to have them built)`);
+      const fresh = `${paths.artifacts.replace(/\/+$/, '')}-new`;
+      throw new UserError(`--ep ${ep}: ${paths.artifacts} come from an earlier ort-dann whose BatchNorm uses ONNX's training kernel, which the ${ep === 'cuda' ? 'CUDA' : 'WebGPU'} provider does not run; build new artifacts with \`npx ort-dann build-artifacts --out ${fresh}\` and pass --artifacts ${fresh}`);
     }
     const file = (spec: ModelSpec, override?: string) => override ?? join(paths.artifacts, spec.file);
     const useOnnx = options.optimizer === 'onnx' || (options.optimizer !== 'js' && ep !== 'cpu');

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { forwardGflopPerImage, trainGflopPerImage } from '../../bench/lib/flops.ts';
 import { benchTrainStep } from '../../bench/train-step.ts';
-import { makeConfig } from '../../tools/model/config.ts';
+import { makeConfig } from '../../src/model/config.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'ort-dann-bench-'));
 after(() => rmSync(root, { recursive: true, force: true }));

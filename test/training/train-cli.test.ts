@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { generateDemoData } from '../../src/data/index.ts';
 import { readSafetensors } from '../../src/io/safetensors.ts';
-import { buildArtifacts } from '../../tools/build-artifacts.ts';
-import { makeConfig } from '../../tools/model/config.ts';
+import { buildArtifacts } from '../../src/model/build-artifacts.ts';
+import { makeConfig } from '../../src/model/config.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'ort-dann-train-'));
 const artifacts = join(root, 'artifacts');

@@ -3,8 +3,8 @@
  * with the current mom, eps after the square root) over one contiguous segment of the flat parameter
  * buffer whose tensors share hyper-parameters and step count. The runtime calls it per segment.
  */
-import { Builder } from '../src/onnx/builder.ts';
-import { Graph } from '../src/onnx/graph.ts';
+import { Builder } from '../onnx/builder.ts';
+import { Graph } from '../onnx/graph.ts';
 
 export function buildAdamGraph(): Graph {
   const g = new Graph();

@@ -4,23 +4,22 @@
  * checkpoint whose names are the PyTorch state_dict keys, and manifest.json — written as one atomic
  * directory swap, so a reader never sees a mix of two builds.
  */
-import { differentiate } from '../src/autodiff/grad.ts';
-import { type BatchNormForward } from '../src/autodiff/lower.ts';
-import { UserError } from '../src/errors.ts';
-import { writeDirAtomic } from '../src/io/atomic.ts';
-import { encodeSafetensors } from '../src/io/safetensors.ts';
-import { type Tensor } from '../src/io/tensor.ts';
-import { type Graph } from '../src/onnx/graph.ts';
+import { differentiate } from '../autodiff/grad.ts';
+import { UserError } from '../errors.ts';
+import { writeDirAtomic } from '../io/atomic.ts';
+import { encodeSafetensors } from '../io/safetensors.ts';
+import { type Tensor } from '../io/tensor.ts';
+import { type Graph } from '../onnx/graph.ts';
 import {
   type InputRole, type IoSpec, type Manifest, type ModelConfig, type ModelSpec, type OutputRole,
   MANIFEST_FORMAT, MANIFEST_VERSION,
-} from '../src/onnx/manifest.ts';
-import { encodeModel } from '../src/onnx/proto.ts';
-import { inferShapes } from '../src/onnx/shapes.ts';
-import { assignParamGroups, SEED_DANN_GROUPS } from '../src/training/param-groups.ts';
-import { buildDann } from './model/dann.ts';
-import { type BufferEntry, type ParamEntry } from './model/net.ts';
-import { initParameters, loadWeights, torchvisionWeightsFile } from './model/weights.ts';
+} from '../onnx/manifest.ts';
+import { encodeModel } from '../onnx/proto.ts';
+import { inferShapes } from '../onnx/shapes.ts';
+import { assignParamGroups, SEED_DANN_GROUPS } from '../training/param-groups.ts';
+import { buildDann } from './dann.ts';
+import { type BufferEntry, type ParamEntry } from './net.ts';
+import { initParameters, loadWeights, torchvisionWeightsFile } from './weights.ts';
 import { buildAdamGraph } from './optimizer.ts';
 
 export interface BuildOptions {
@@ -30,8 +29,6 @@ export interface BuildOptions {
   weights: string;
   weightsCache: string;
   seed: number;
-  /** Training-mode BatchNorm forward: ONNX's fused kernel (CPU, CUDA) or plain ops (WebGPU). */
-  batchNorm?: BatchNormForward;
 }
 
 export interface BuiltArtifacts {
@@ -66,7 +63,7 @@ function describe(g: Graph, file: string, roles: { params: Set<string>; buffers:
 async function initialWeights(opts: BuildOptions, params: ParamEntry[], buffers: BufferEntry[]) {
   if (opts.weights === 'none') return { values: initParameters(params, opts.seed), buffers: new Map<string, Float32Array>(), source: `none (seeded init, seed ${opts.seed})` };
   const file = opts.weights === 'torchvision' ? await torchvisionWeightsFile(opts.config.backbone, opts.weightsCache) : opts.weights;
-  return loadWeights(file, params, new Map(buffers.filter((b) => b.dtype === 'float').map((b) => [b.name, b.shape])), opts.seed);
+  return loadWeights(file, opts.config.backbone, params, new Map(buffers.filter((b) => b.dtype === 'float').map((b) => [b.name, b.shape])), opts.seed);
 }
 
 export async function compileArtifacts(opts: BuildOptions): Promise<BuiltArtifacts> {
@@ -79,7 +76,7 @@ export async function compileArtifacts(opts: BuildOptions): Promise<BuiltArtifac
     ...['loss', 'regression_loss', 'domain_loss'].map((name) => ({ name, dtype: 'float' as const, shape: [] })),
     ...[...updates.keys()].map((name) => ({ name, dtype: 'float' as const })),
   );
-  const gradOf = differentiate(train.graph, { loss: 'loss', wrt: paramNames, batchNorm: opts.batchNorm ?? 'fused' });
+  const gradOf = differentiate(train.graph, { loss: 'loss', wrt: paramNames });
   const grads = new Map([...gradOf].map(([p, g]) => [g, p]));
 
   const evalModel = buildDann(config, 'eval');
@@ -130,7 +127,7 @@ export async function compileArtifacts(opts: BuildOptions): Promise<BuiltArtifac
     checkpoint: 'checkpoint.safetensors',
     weights: weights.source,
     opset: train.graph.opset,
-    batchNormForward: opts.batchNorm ?? 'fused',
+    batchNormForward: 'ops',
   };
   const metadata = { format: 'pt', 'ort-dann.kind': 'model', 'ort-dann.config': JSON.stringify(config) };
   const files = new Map<string, Uint8Array | Uint8Array[]>([

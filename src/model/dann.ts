@@ -1,16 +1,17 @@
 /**
- * The seed's DANN as ONNX: torchvision ResNet body without avgpool/fc, the extra
- * AvgPool2d(2) → Conv2d(512,512,4,2,1) → BN → ReLU block, a label head on the source rows and a domain
+ * The seed's DANN as ONNX: a torchvision body (ResNet18/34, MobileNetV3-small) without its pooling and
+ * classifier, the extra AvgPool2d(2) → Conv2d(C,C,4,2,1) → BN → ReLU block, a label head on the source rows and a domain
  * head behind the gradient reversal marker, with the seed's losses (MSE or cross-entropy, plus
  * lambda_domain × BCE-with-logits over all rows). Value names are the PyTorch state_dict keys.
  */
-import { MARKER_DOMAIN } from '../../src/autodiff/rules.ts';
-import { Graph } from '../../src/onnx/graph.ts';
-import { type ModelConfig } from '../../src/onnx/manifest.ts';
-import { DataType } from '../../src/onnx/proto.ts';
+import { MARKER_DOMAIN } from '../autodiff/rules.ts';
+import { Graph } from '../onnx/graph.ts';
+import { type ModelConfig } from '../onnx/manifest.ts';
+import { DataType } from '../onnx/proto.ts';
+import { MOBILENET_V3_SMALL_CHANNELS, mobilenetV3Small } from './mobilenet.ts';
 import { type Mode, Net } from './net.ts';
 
-const STAGES: Record<ModelConfig['backbone'], number[]> = { resnet18: [2, 2, 2, 2], resnet34: [3, 4, 6, 3] };
+const STAGES: Record<string, number[]> = { resnet18: [2, 2, 2, 2], resnet34: [3, 4, 6, 3] };
 const WIDTHS = [64, 128, 256, 512];
 export const HIDDEN = { label: [256, 64], domain: 256 };
 
@@ -23,8 +24,10 @@ function basicBlock(net: Net, name: string, x: string, cin: number, cout: number
   return net.relu(net.b.op('Add', [y, shortcut]));
 }
 
-function featureExtractor(net: Net, config: ModelConfig, images: string): string {
-  const p = 'feature_extractor.resnet_layers';
+/** Channels of each backbone's last feature map (stride 32). */
+export const BACKBONE_CHANNELS: Record<ModelConfig['backbone'], number> = { resnet18: 512, resnet34: 512, mobilenet_v3_small: MOBILENET_V3_SMALL_CHANNELS };
+
+function resnet(net: Net, config: ModelConfig, p: string, images: string): string {
   let x = net.relu(net.batchNorm(`${p}.1`, net.conv(`${p}.0`, images, 3, 64, 7, 2, 3, false), 64));
   x = net.b.op('MaxPool', [x], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] });
   let cin = 64;
@@ -35,10 +38,23 @@ function featureExtractor(net: Net, config: ModelConfig, images: string): string
       cin = cout;
     }
   });
+  return x;
+}
+
+/**
+ * The seed's FeatureExtractor on any backbone: the torchvision body without its pooling and classifier
+ * (`resnet_layers`, the seed's name: children()[:-2]), then AvgPool2d(2) → Conv2d(C, C, 4, 2, 1) → BN → ReLU
+ * with C the body's output channels.
+ */
+function featureExtractor(net: Net, config: ModelConfig, images: string): string {
+  const p = 'feature_extractor.resnet_layers';
+  // MobileNetV3's children()[:-2] is its `features` alone, hence the extra .0.
+  let x = config.backbone === 'mobilenet_v3_small' ? mobilenetV3Small(net, `${p}.0`, images) : resnet(net, config, p, images);
+  const c = BACKBONE_CHANNELS[config.backbone];
   const a = 'feature_extractor.additional_layers';
   x = net.b.op('AveragePool', [x], { kernel_shape: [2, 2], strides: [2, 2] });
-  x = net.conv(`${a}.1`, x, 512, 512, 4, 2, 1, true);
-  return net.relu(net.batchNorm(`${a}.2`, x, 512));
+  x = net.conv(`${a}.1`, x, c, c, 4, 2, 1, true);
+  return net.relu(net.batchNorm(`${a}.2`, x, c));
 }
 
 export interface DannGraph {

@@ -4,18 +4,19 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRng } from '../../src/rng.ts';
-import { UserError } from '../../src/errors.ts';
-import { downloadOnce } from '../../src/io/download.ts';
-import { readSafetensors } from '../../src/io/safetensors.ts';
-import { type Tensor, toFloat32 } from '../../src/io/tensor.ts';
-import { readTorchPth } from '../../src/io/torch-pth.ts';
-import { type ModelConfig } from '../../src/onnx/manifest.ts';
+import { createRng } from '../rng.ts';
+import { UserError } from '../errors.ts';
+import { downloadOnce } from '../io/download.ts';
+import { readSafetensors } from '../io/safetensors.ts';
+import { type Tensor, toFloat32 } from '../io/tensor.ts';
+import { readTorchPth } from '../io/torch-pth.ts';
+import { type ModelConfig } from '../onnx/manifest.ts';
 import { type ParamEntry } from './net.ts';
 
 export const TORCHVISION_URLS: Record<ModelConfig['backbone'], string> = {
   resnet18: 'https://download.pytorch.org/models/resnet18-f37072fd.pth',
   resnet34: 'https://download.pytorch.org/models/resnet34-b627a593.pth',
+  mobilenet_v3_small: 'https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth',
 };
 
 /** torchvision's init: kaiming_normal_(fan_out, relu) for ResNet convs, BN 1/0; PyTorch's default U(±1/√fan_in) elsewhere. */
@@ -46,12 +47,23 @@ export function initParameters(params: ParamEntry[], seed: number): Map<string, 
   return out;
 }
 
-/** torchvision ResNet key → the seed's key (children()[:-2] in a Sequential: conv1=0, bn1=1, layer1..4=4..7). */
-export function seedKeyFromTorchvision(key: string): string | undefined {
+/**
+ * torchvision key → the seed's key: the body's children()[:-2] in a Sequential. ResNet: conv1=0, bn1=1,
+ * layer1..4=4..7; MobileNetV3: features=0.
+ */
+export function seedKeyFromTorchvision(key: string, backbone: ModelConfig['backbone']): string | undefined {
+  if (backbone === 'mobilenet_v3_small') return key.startsWith('features.') ? `feature_extractor.resnet_layers.0.${key.slice('features.'.length)}` : undefined;
   const m = /^(conv1|bn1|layer([1-4]))\.(.+)$/.exec(key);
   if (!m) return undefined;
   const index = m[1] === 'conv1' ? 0 : m[1] === 'bn1' ? 1 : 3 + Number(m[2]);
   return `feature_extractor.resnet_layers.${index}.${m[3]}`;
+}
+
+function torchvisionKey(seedKey: string, backbone: ModelConfig['backbone']): string {
+  const m = /^feature_extractor\.resnet_layers\.(\d+)\.(.+)$/.exec(seedKey)!;
+  if (backbone === 'mobilenet_v3_small') return `features.${m[2]}`;
+  const index = Number(m[1]);
+  return `${index === 0 ? 'conv1' : index === 1 ? 'bn1' : `layer${index - 3}`}.${m[2]}`;
 }
 
 async function readStateDict(file: string): Promise<Map<string, Tensor>> {
@@ -70,7 +82,7 @@ export interface LoadedWeights {
  * Overlays a state dict on freshly initialised weights. Keys may be torchvision's (backbone only) or the
  * seed DANN module's own (a full checkpoint); every backbone tensor must be present with its shape.
  */
-export async function loadWeights(file: string, params: ParamEntry[], bufferShapes: Map<string, number[]>, seed: number): Promise<LoadedWeights> {
+export async function loadWeights(file: string, backbone: ModelConfig['backbone'], params: ParamEntry[], bufferShapes: Map<string, number[]>, seed: number): Promise<LoadedWeights> {
   const state = await readStateDict(file);
   const values = initParameters(params, seed);
   const buffers = new Map<string, Float32Array>();
@@ -78,7 +90,7 @@ export async function loadWeights(file: string, params: ParamEntry[], bufferShap
   const fullDann = [...state.keys()].some((k) => k.startsWith('feature_extractor.'));
   let used = 0;
   for (const [key, tensor] of state) {
-    const name = fullDann ? key : seedKeyFromTorchvision(key);
+    const name = fullDann ? key : seedKeyFromTorchvision(key, backbone);
     if (!name || name.endsWith('num_batches_tracked')) continue;
     const shape = shapes.get(name);
     if (!shape) {
@@ -89,17 +101,11 @@ export async function loadWeights(file: string, params: ParamEntry[], bufferShap
     (values.has(name) ? values : buffers).set(name, toFloat32(tensor));
     used++;
   }
-  const backbone = params.filter((p) => p.name.startsWith('feature_extractor.resnet_layers.'));
-  const missing = backbone.filter((p) => !state.has(fullDann ? p.name : torchvisionKey(p.name)));
-  if (missing.length > 0) throw new UserError(`--weights ${file}: ${missing.length} backbone tensors are missing (e.g. ${fullDann ? missing[0].name : torchvisionKey(missing[0].name)}); is it a ResNet state dict of the same depth?`);
-  if (used === 0) throw new UserError(`--weights ${file}: no tensor matches a ResNet or DANN state dict`);
+  const body = params.filter((p) => p.name.startsWith('feature_extractor.resnet_layers.'));
+  const missing = body.filter((p) => !state.has(fullDann ? p.name : torchvisionKey(p.name, backbone)));
+  if (missing.length > 0) throw new UserError(`--weights ${file}: ${missing.length} backbone tensors are missing (e.g. ${fullDann ? missing[0].name : torchvisionKey(missing[0].name, backbone)}); is it a ${backbone} state dict?`);
+  if (used === 0) throw new UserError(`--weights ${file}: no tensor matches a ${backbone} or DANN state dict`);
   return { values, buffers, source: file };
-}
-
-function torchvisionKey(seedKey: string): string {
-  const m = /^feature_extractor\.resnet_layers\.(\d+)\.(.+)$/.exec(seedKey)!;
-  const index = Number(m[1]);
-  return `${index === 0 ? 'conv1' : index === 1 ? 'bn1' : `layer${index - 3}`}.${m[2]}`;
 }
 
 /** The official ImageNet weights, downloaded once into models/weights/ with the hash checked. */

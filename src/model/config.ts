@@ -1,12 +1,14 @@
 /**
  * Model configs (models/*.json) and the geometry checks that depend on them: the feature map after
- * ResNet (stride 32), AvgPool2d(2) and the 4×4/2 extra conv must not vanish.
+ * backbone (stride 32), AvgPool2d(2) and the 4×4/2 extra conv must not vanish.
  */
 import { readFileSync } from 'node:fs';
-import { UserError } from '../../src/errors.ts';
-import { type ModelConfig } from '../../src/onnx/manifest.ts';
+import { UserError } from '../errors.ts';
+import { type ModelConfig } from '../onnx/manifest.ts';
+import { BACKBONE_CHANNELS } from './dann.ts';
 
 export const DEFAULT_OUTPUTS = ['num_particles', 'planar_dist', 'depth_dist'];
+export const BACKBONES: ModelConfig['backbone'][] = ['resnet18', 'resnet34', 'mobilenet_v3_small'];
 
 /** Side of the feature map after the extra conv, or 0 when the image is too small. */
 export function featureMapSide(imageSize: number): number {
@@ -25,7 +27,7 @@ export function makeConfig(partial: Partial<ModelConfig> & { imageSize: number }
   if (side < 1) {
     let smallest = imageSize;
     while (featureMapSide(smallest) < 1) smallest++;
-    throw new UserError(`--image-size ${imageSize}: the feature map vanishes before the heads (ResNet stride 32, then AvgPool2d(2) and a 4×4/2 conv); use at least ${smallest} px, e.g. 128 or 256`);
+    throw new UserError(`--image-size ${imageSize}: the feature map vanishes before the heads (backbone stride 32, then AvgPool2d(2) and a 4×4/2 conv); use at least ${smallest} px, e.g. 128 or 256`);
   }
   const outputs = partial.outputs ?? DEFAULT_OUTPUTS;
   const task = partial.task ?? 'regression';
@@ -35,11 +37,11 @@ export function makeConfig(partial: Partial<ModelConfig> & { imageSize: number }
   const dropout = partial.dropout ?? 0.3;
   if (!(dropout >= 0 && dropout < 1)) throw new UserError(`dropout ${dropout}: must be in [0, 1)`);
   const backbone = partial.backbone ?? 'resnet34';
-  if (backbone !== 'resnet18' && backbone !== 'resnet34') throw new UserError(`--backbone ${backbone}: choose resnet18 or resnet34`);
+  if (!BACKBONES.includes(backbone)) throw new UserError(`--backbone ${backbone}: choose ${BACKBONES.join(', ')}`);
   return {
     name: partial.name ?? `${backbone}-dann`,
     backbone, imageSize, channels: 3, task, outputs, dropout,
-    featureDim: 512 * side * side,
+    featureDim: BACKBONE_CHANNELS[backbone] * side * side,
   };
 }
 

@@ -3,8 +3,8 @@
  * state_dict key. In 'train' mode BatchNorm uses batch statistics and outputs updated running stats;
  * in 'eval' mode it uses the running stats, as model.eval() does.
  */
-import { Builder, float } from '../../src/onnx/builder.ts';
-import { type Graph } from '../../src/onnx/graph.ts';
+import { Builder, float } from '../onnx/builder.ts';
+import { type Graph } from '../onnx/graph.ts';
 
 export type Mode = 'train' | 'eval';
 
@@ -47,15 +47,21 @@ export class Net {
     return name;
   }
 
-  conv(name: string, x: string, cin: number, cout: number, k: number, stride: number, pad: number, bias: boolean): string {
-    // torchvision ResNet convs: kaiming_normal_(fan_out, relu); other Conv2d keep PyTorch's default init.
-    const w = this.param(`${name}.weight`, [cout, cin, k, k], bias ? { kind: 'uniform-fan-in', fanIn: cin * k * k } : { kind: 'kaiming-normal-fan-out' });
+  /**
+   * torchvision ResNet convs: kaiming_normal_(fan_out, relu); other Conv2d keep PyTorch's default init,
+   * unless `torchvisionInit` (torchvision's MobileNet/EfficientNet: kaiming fan_out, zero bias).
+   */
+  conv(name: string, x: string, cin: number, cout: number, k: number, stride: number, pad: number, bias: boolean, opts: { groups?: number; torchvisionInit?: boolean } = {}): string {
+    const groups = opts.groups ?? 1;
+    const fanIn = (cin / groups) * k * k;
+    const w = this.param(`${name}.weight`, [cout, cin / groups, k, k], bias && !opts.torchvisionInit ? { kind: 'uniform-fan-in', fanIn } : { kind: 'kaiming-normal-fan-out' });
     const inputs = [x, w];
-    if (bias) inputs.push(this.param(`${name}.bias`, [cout], { kind: 'uniform-fan-in', fanIn: cin * k * k }));
-    return this.b.op('Conv', inputs, { kernel_shape: [k, k], strides: [stride, stride], pads: [pad, pad, pad, pad] });
+    if (bias) inputs.push(this.param(`${name}.bias`, [cout], opts.torchvisionInit ? { kind: 'zeros' } : { kind: 'uniform-fan-in', fanIn }));
+    return this.b.op('Conv', inputs, { kernel_shape: [k, k], strides: [stride, stride], pads: [pad, pad, pad, pad], ...(groups > 1 ? { group: groups } : {}) });
   }
 
-  batchNorm(name: string, x: string, c: number): string {
+  /** PyTorch's BatchNorm2d; torchvision's MobileNetV3 uses eps 1e-3 and momentum 0.01. */
+  batchNorm(name: string, x: string, c: number, opts: { eps?: number; momentum?: number } = {}): string {
     const scale = this.param(`${name}.weight`, [c], { kind: 'ones' }, true);
     const bias = this.param(`${name}.bias`, [c], { kind: 'zeros' }, true);
     const mean: BufferEntry = { name: `${name}.running_mean`, shape: [c], dtype: 'float', init: 'zeros' };
@@ -64,10 +70,11 @@ export class Net {
     this.stateOrder.push(mean.name, variance.name, `${name}.num_batches_tracked`);
     for (const buf of [mean, variance]) this.g.inputs.push({ name: buf.name, dtype: 'float', shape: buf.shape });
     // PyTorch's momentum 0.1 is ONNX's 0.9 (the weight of the old running value).
-    if (this.mode === 'eval') return this.b.op('BatchNormalization', [x, scale, bias, mean.name, variance.name], { epsilon: float(1e-5) });
+    const epsilon = float(opts.eps ?? 1e-5);
+    if (this.mode === 'eval') return this.b.op('BatchNormalization', [x, scale, bias, mean.name, variance.name], { epsilon });
     mean.updatedBy = `${mean.name}.updated`;
     variance.updatedBy = `${variance.name}.updated`;
-    return this.b.opN('BatchNormalization', [x, scale, bias, mean.name, variance.name], { epsilon: float(1e-5), momentum: float(0.9), training_mode: 1 },
+    return this.b.opN('BatchNormalization', [x, scale, bias, mean.name, variance.name], { epsilon, momentum: float(1 - (opts.momentum ?? 0.1)), training_mode: 1 },
       [this.g.fresh(`${name}/bn`), mean.updatedBy, variance.updatedBy])[0];
   }
 
