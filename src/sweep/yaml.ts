@@ -442,7 +442,7 @@ function yamlScalar(v: null | boolean | number | string | YamlFloat): string {
 }
 
 function yamlString(s: string): string {
-  const plainSafe = s !== '' && s.trim() === s && !/^[-?:,[\]{}#&*!|>'"%@`]/.test(s) && !/:\s|\s#|:$|[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]/.test(s);
+  const plainSafe = s !== '' && s.trim() === s && !/^[,[\]{}#&*!|>'"%@`]|^[-?:](\s|$)/.test(s) && !/:\s|\s#|:$|[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]/.test(s);
   let resolvesToString = false;
   try {
     resolvesToString = plainSafe && typeof resolvePlain(s) === 'string';

@@ -119,7 +119,7 @@ test('what dumpYaml writes, PyYAML loads back unchanged, and it is the text yaml
     assert.deepEqual(py[i].loaded, tagged(v), `document ${i} did not load back`);
   });
   // The exact text only for documents without floats (the Python side dumps its tagged form).
-  const simple = { method: 'grid', parameters: { b: { values: [1, 2] }, a: { value: 'x y' } }, command: ['${env}', 'npx', '${args}'], empty: {}, none: null, t: true };
+  const simple = { method: 'grid', parameters: { b: { values: [1, 2] }, a: { value: 'x y' } }, command: ['${env}', 'npx', '--epochs', '-', '${args}'], empty: {}, none: null, t: true };
   assert.equal(dumpYaml(simple), python([{ dump: simple }])[0].dumped);
 });
 
