@@ -6,6 +6,7 @@
  * docs/wandb-sweeps.md says why.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
@@ -122,6 +123,7 @@ export async function runAgent(o: AgentOptions): Promise<number> {
     const paramPath = join(dir, `config-${runId}.yaml`);
     const jsonPath = join(dir, `config-${runId}.json`);
     // The parameters as the wandb agent writes them; the run reads them from WANDB_SWEEP_PARAM_PATH.
+    await mkdir(dir, { recursive: true });
     await writeFileAtomic(paramPath, `wandb_version: 1\n${Object.keys(args).length ? `\n${dumpYaml(args as YamlValue, { sortKeys: false })}` : ''}`);
     const macros = macroValues(args, cmd.program, jsonPath);
     const runEnv = { ...childEnv, WANDB_RUN_ID: runId, WANDB_SWEEP_PARAM_PATH: paramPath };

@@ -45,6 +45,9 @@ export function macroValues(args: RunArgs, program: string | undefined, argsJson
 
 /** json.dumps with Python's default separators (", " and ": "). */
 export function pythonJsonDumps(v: unknown): string {
+  // Floats as Python's repr writes them (1e-05, not 0.00001), NaN/Infinity as json.dumps allows them.
+  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : Number.isNaN(v) ? 'NaN' : !Number.isFinite(v) ? (v > 0 ? 'Infinity' : '-Infinity') : pythonFloatRepr(v);
+  if (v instanceof YamlFloat) return pythonFloatRepr(v.value);
   if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
   if (Array.isArray(v)) return `[${v.map(pythonJsonDumps).join(', ')}]`;
   return `{${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${pythonJsonDumps(x)}`).join(', ')}}`;
