@@ -28,8 +28,6 @@ export interface AgentOptions {
   /** Seconds between heartbeats (wandb: 5). */
   pollMs?: number;
   log?: (line: string) => void;
-  /** Ends the agent as Ctrl-C does (tests). */
-  signal?: AbortSignal;
 }
 
 /** The wandb agent's constants (FLAPPING_*, KILL_DELAY, MAX_INITIAL_FAILURES) and their WANDB_AGENT_* overrides. */
@@ -113,7 +111,6 @@ export async function runAgent(o: AgentOptions): Promise<number> {
   let wake = new AbortController();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  o.signal?.addEventListener('abort', onSignal, { once: true });
 
   const startRun = async (cmd: AgentCommand) => {
     const runId = String(cmd.run_id ?? '');
@@ -226,10 +223,10 @@ export async function runAgent(o: AgentOptions): Promise<number> {
       if (stopping) break;
     }
   } finally {
+    // Still listening meanwhile: a second Ctrl-C kills the runs instead of orphaning them.
+    await endRuns(children, lim.killDelayMs, log);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    o.signal?.removeEventListener('abort', onSignal);
-    await endRuns(children, lim.killDelayMs, log);
   }
   return exitCode;
 }

@@ -15,6 +15,7 @@ import { after, before, test } from 'node:test';
 import { generateDemoData } from '../../src/data/index.ts';
 import { buildArtifacts } from '../../tools/build-artifacts.ts';
 import { makeConfig } from '../../tools/model/config.ts';
+import { dumpYaml } from '../../src/sweep/yaml.ts';
 import { FakeSweepController, TEST_KEY } from './fake-controller.ts';
 
 const BIN = resolve('bin/ort-dann.js');
@@ -106,7 +107,7 @@ function filesUnder(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)]));
 }
 
-const metricRows = (runId: string, metric: string) => fake.wandb.history(runId).filter((row) => metric in row);
+const metricRows = (runId: string, metric: string) => ([...fake.wandb.runs.values()].some((r) => r.name === runId) ? fake.wandb.history(runId).filter((row) => metric in row) : []);
 
 test('ort-dann sweep creates the sweep from the YAML, with the distribution wandb fills; bad parameters fail first, naming the parameter', async () => {
   const dir = workDir('create');
@@ -225,10 +226,15 @@ test('a crashing run does not take the agent down; failures end the agent as wan
   assert.match(r.stderr, /WANDB_SWEEP_PARAM_PATH .*|--lr -1: give a positive number/);
   assert.equal(fake.wandb.run(good).state, 'finished');
 
+  // Runs that crash at once (the sweep's command swapped on the controller), so the timing rule below holds on a busy machine.
+  const crashing = (sweep: typeof s) => {
+    sweep.configYaml = dumpYaml({ ...sweep.config, command: [process.execPath, '-e', 'process.exit(3)'] });
+    sweep.pending = [1, 2, 3, 4].map((i) => ({ seed: { value: i } }));
+  };
   // Three failures in the agent's first minute: it stops (wandb's flapping rule) with status 1.
   const path2 = await createSweep(dir, sweepYaml('  lr:\n    values: [1.0e-2]'));
   const s2 = fake.sweep(path2.split('/')[2]);
-  s2.pending = [1, 2, 3, 4].map(() => ({ lr: { value: -1 } }));
+  crashing(s2);
   const r2 = await cli(['agent', path2, '--heartbeat-seconds', '0.2'], dir);
   assert.equal(r2.status, 1);
   assert.equal(s2.handedOut.length, 3);
@@ -237,7 +243,7 @@ test('a crashing run does not take the agent down; failures end the agent as wan
   // With the flapping check off, WANDB_AGENT_MAX_INITIAL_FAILURES failures in a row stop it.
   const path3 = await createSweep(dir, sweepYaml('  lr:\n    values: [1.0e-2]'));
   const s3 = fake.sweep(path3.split('/')[2]);
-  s3.pending = [1, 2, 3, 4].map(() => ({ lr: { value: -1 } }));
+  crashing(s3);
   const r3 = await cli(['agent', path3, '--heartbeat-seconds', '0.2'], dir, { WANDB_AGENT_DISABLE_FLAPPING: 'true', WANDB_AGENT_MAX_INITIAL_FAILURES: '2' });
   assert.equal(r3.status, 1);
   assert.equal(s3.handedOut.length, 2);

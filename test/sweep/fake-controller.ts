@@ -84,27 +84,35 @@ export class FakeSweepController {
     req.on('end', () => {
       const raw = Buffer.concat(chunks);
       const send = (status: number, body: unknown) => res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(body));
-      if (req.method === 'POST' && req.url === '/graphql') {
-        const gql = JSON.parse(raw.toString('utf8')) as { operationName?: string; variables?: Record<string, unknown> };
-        const v = gql.variables ?? {};
-        const ours = ['UpsertSweep', 'SweepWithRuns', 'CreateAgent', 'Heartbeat'];
-        if (ours.includes(gql.operationName ?? '')) {
-          if (!this.authorized(req)) return send(401, { errors: [{ message: 'Unauthorized: invalid API key' }] });
-          return this.sweepOperation(gql.operationName!, v, send);
-        }
-        if (gql.operationName === 'UpsertBucket') {
-          const list = this.runSweeps.get(v.name as string) ?? [];
-          list.push((v.sweep as string | null | undefined) ?? null);
-          this.runSweeps.set(v.name as string, list);
-          return this.forward(req, raw, res, (body) => {
-            const parsed = JSON.parse(body);
-            if (parsed?.data?.upsertBucket?.bucket && v.sweep) parsed.data.upsertBucket.bucket.sweepName = v.sweep;
-            return JSON.stringify(parsed);
-          });
-        }
+      try {
+        this.route(req, res, raw, send);
+      } catch (e) {
+        send(500, { errors: [{ message: `fake controller: ${String(e)}` }] });
       }
-      this.forward(req, raw, res);
     });
+  }
+
+  private route(req: http.IncomingMessage, res: http.ServerResponse, raw: Buffer, send: (status: number, body: unknown) => void): void {
+    if (req.method === 'POST' && req.url === '/graphql') {
+      const gql = JSON.parse(raw.toString('utf8')) as { operationName?: string; variables?: Record<string, unknown> };
+      const v = gql.variables ?? {};
+      const ours = ['UpsertSweep', 'SweepWithRuns', 'CreateAgent', 'Heartbeat'];
+      if (ours.includes(gql.operationName ?? '')) {
+        if (!this.authorized(req)) return send(401, { errors: [{ message: 'Unauthorized: invalid API key' }] });
+        return this.sweepOperation(gql.operationName!, v, send);
+      }
+      if (gql.operationName === 'UpsertBucket') {
+        const list = this.runSweeps.get(v.name as string) ?? [];
+        list.push((v.sweep as string | null | undefined) ?? null);
+        this.runSweeps.set(v.name as string, list);
+        return this.forward(req, raw, res, (body) => {
+          const parsed = JSON.parse(body);
+          if (parsed?.data?.upsertBucket?.bucket && v.sweep) parsed.data.upsertBucket.bucket.sweepName = v.sweep;
+          return JSON.stringify(parsed);
+        });
+      }
+    }
+    this.forward(req, raw, res);
   }
 
   private authorized(req: http.IncomingMessage): boolean {
