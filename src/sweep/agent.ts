@@ -202,7 +202,7 @@ export async function runAgent(o: AgentOptions): Promise<number> {
             sweepGone = true;
           } else if (e instanceof GraphqlStatusError || e instanceof GraphqlUnreachableError || e instanceof SyntaxError) {
             heartbeatFailures++;
-            log(`warning: heartbeat failed (${e.message}); runs continue, next try in ${Math.round(backoffMs(heartbeatFailures) / 1000)} s`);
+            log(`warning: ${e.message}; runs continue, next heartbeat in ${Math.round(backoffMs(heartbeatFailures) / 1000)} s`);
           } else throw e;
         }
       }

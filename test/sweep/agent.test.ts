@@ -277,7 +277,7 @@ test('400 and 404 from the controller end the agent as wandb\'s does; server err
   try {
     const deleted = await cli(['agent', path, '--heartbeat-seconds', '0.2'], dir);
     assert.equal(deleted.status, 1, deleted.stdout + deleted.stderr);
-    assert.match(deleted.stdout, /heartbeat failed \(Heartbeat: HTTP 500: injected 500\); runs continue, next try in 2 s/);
+    assert.match(deleted.stdout, /warning: Heartbeat failed: HTTP 500: injected 500; runs continue, next heartbeat in 2 s/);
     assert.match(deleted.stderr, /sweep .* was deleted, or W&B no longer knows agent/);
   } finally {
     fake.script = {};
