@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { sleep } from '../tracking/http.ts';
+import { checkRunId } from '../tracking/settings.ts';
 import { GraphqlStatusError, GraphqlUnreachableError, type AgentCommand, type SweepApi } from './api.ts';
 import { expandCommand, macroValues, pythonJsonDumps, pythonStr, type RunArgs } from './command.ts';
 import { dumpYaml, parseYaml, type YamlValue } from './yaml.ts';
@@ -81,7 +82,7 @@ export async function runAgent(o: AgentOptions): Promise<number> {
   if (!sweep) throw new UserError(`sweep ${path} not found; check the ENTITY/PROJECT/SWEEP_ID that ort-dann sweep printed`);
   let sweepCommand: string[] | undefined;
   try {
-    const config = parseYaml(sweep.config) as { command?: YamlValue } | null;
+    const config = parseYaml(sweep.config, { keepFloats: true }) as { command?: YamlValue } | null;
     if (Array.isArray(config?.command) && config.command.length > 0) sweepCommand = config.command.map((c) => pythonStr(c));
   } catch {
     log(`warning: cannot read the sweep's config; running ort-dann train with the parameters`);
@@ -114,7 +115,12 @@ export async function runAgent(o: AgentOptions): Promise<number> {
 
   const startRun = async (cmd: AgentCommand) => {
     const runId = String(cmd.run_id ?? '');
-    if (!runId) return log(`warning: a ${cmd.type} command without run_id was ignored`);
+    // The id names files and a run directory: W&B's own rule keeps it a single path component.
+    try {
+      checkRunId(runId, 'run_id');
+    } catch {
+      return log(`warning: a ${cmd.type} command with run_id ${JSON.stringify(runId)} was ignored`);
+    }
     const args: RunArgs = (cmd.args ?? {}) as RunArgs;
     const dir = join(wandbDir, 'wandb', `sweep-${o.sweepId}`);
     const paramPath = join(dir, `config-${runId}.yaml`);
