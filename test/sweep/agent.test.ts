@@ -248,6 +248,15 @@ test('a crashing run does not take the agent down; failures end the agent as wan
   assert.equal(r3.status, 1);
   assert.equal(s3.handedOut.length, 2);
   assert.match(r3.stdout, /2 runs failed in a row; stopping/);
+
+  // --count N: N runs, then the agent ends by itself.
+  const path4 = await createSweep(dir, sweepYaml('  lr:\n    values: [1.0e-2]'));
+  const s4 = fake.sweep(path4.split('/')[2]);
+  crashing(s4);
+  const r4 = await cli(['agent', path4, '--count', '2', '--heartbeat-seconds', '0.2'], dir);
+  assert.equal(r4.status, 0, r4.stdout + r4.stderr);
+  assert.equal(s4.handedOut.length, 2);
+  assert.match(r4.stdout, /2 runs done \(--count 2\)/);
 });
 
 test('400 and 404 from the controller end the agent as wandb\'s does; server errors are retried with back-off', async () => {
