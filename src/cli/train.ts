@@ -28,6 +28,7 @@ import { makeConfig } from '../model/config.ts';
 import { recoverAtomicDir, writeFileAtomic } from '../io/atomic.ts';
 import { defaultArtifactsDir } from './build-artifacts.ts';
 import { demoDataDir, trackingOptionsFromArgs, wandbFlags, without } from './flags.ts';
+import { applySweepEnvironment } from '../sweep/run-env.ts';
 
 const num = (describe: string, extra: Partial<Options> = {}): Options => ({ type: 'number', describe, ...extra });
 
@@ -86,7 +87,7 @@ interface Resolved {
   normalization: Normalization;
 }
 
-function resolveArgs(a: Args): Resolved {
+export function resolveArgs(a: Args): Resolved {
   const demo = a.target === undefined;
   if (demo && (a['target-val'] !== undefined || a['target-labels'] !== undefined)) throw new UserError('--target-val/--target-labels need --target (the unlabelled target training images)');
   if (!demo && a['target-val'] === undefined) throw new UserError('--target-val: give a folder of target validation images (the seed validates on both domains)');
@@ -196,6 +197,8 @@ async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
 }
 
 export async function runTrain(a: Args): Promise<void> {
+  // Started by a sweep agent: the sweep's parameters, project and run id (docs/wandb-sweeps.md).
+  const sweep = applySweepEnvironment(a, trainFlags as Record<string, Options>);
   const resolved = resolveArgs(a);
   const resumeFrom = join(resolve(resolved.runDir), 'latest');
   // A run killed between the two renames of a checkpoint swap left <dir>.old-/.tmp-<pid>; put the checkpoints back first.
@@ -243,7 +246,8 @@ export async function runTrain(a: Args): Promise<void> {
     };
     const tracking = await createTracking({
       ...trackingOptionsFromArgs(a), name: (a['wandb-name'] as string | undefined) ?? r.runName, runDir,
-      config: { ...hyper, model: manifest.config, artifacts_format: manifest.formatVersion, weights: manifest.weights },
+      // A sweep's parameters stay in the config unchanged, under their own names: the controller matches runs on them.
+      config: { ...hyper, model: manifest.config, artifacts_format: manifest.formatVersion, weights: manifest.weights, ...sweep?.params },
       logger: { info: (m) => process.stdout.write(`${m}\n`), warn: (m) => process.stderr.write(`ort-dann: warning: ${m}\n`) },
     });
     log.info({ hyper, artifacts, runDir, wandb: tracking.mode }, 'training starts');
@@ -254,6 +258,13 @@ export async function runTrain(a: Args): Promise<void> {
       process.stderr.write('\nort-dann: interrupted; saving the latest checkpoint after this step (Ctrl-C again to quit at once)\n');
     };
     process.on('SIGINT', onSigint);
+    // SIGTERM (a sweep's `stop`, a scheduler) ends the run like W&B's Stop button: after this step, checkpoint kept, exit 0.
+    let terminated = false;
+    const onSigterm = () => {
+      if (!terminated) process.stderr.write('\nort-dann: terminated; saving the latest checkpoint after this step\n');
+      terminated = true;
+    };
+    process.on('SIGTERM', onSigterm);
     let exitCode = 1;
     let modelPath: string | undefined;
     try {
@@ -273,7 +284,7 @@ export async function runTrain(a: Args): Promise<void> {
       const result = await fit({
         session, source, target: p.target, sourceVal, targetVal: p.targetVal, batchSize: r.batchSize,
         valSteps: Math.floor(r.valSize / r.batchSize), plan, lambdaDomain: Number(a['lambda-domain']), callbacks, validation, resume,
-        interrupted: () => interrupted || tracking.stopRequested,
+        interrupted: () => interrupted || terminated || tracking.stopRequested,
       });
       const best = checkpoints.best;
       if (result.stoppedEarly) {
@@ -290,6 +301,7 @@ export async function runTrain(a: Args): Promise<void> {
       }
     } finally {
       process.off('SIGINT', onSigint);
+      process.off('SIGTERM', onSigterm);
       await tracking.finish(exitCode, modelPath);
       log.flush();
     }

@@ -43,6 +43,8 @@ export interface RunRecord {
   host: string;
   repo: string | null;
   commit: string | null;
+  /** The sweep the run belongs to (absent in journals written before sweeps). */
+  sweep?: string | null;
 }
 
 /** The UpsertBucket variables that create (or, from wandb-sync, re-create) the run this record describes. */
@@ -61,6 +63,7 @@ export function upsertVariablesFor(run: RunRecord): UpsertVariables {
     program: 'ort-dann',
     repo: run.repo,
     commit: run.commit,
+    sweep: run.sweep ?? null,
   };
 }
 

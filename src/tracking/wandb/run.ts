@@ -131,6 +131,7 @@ export class TrackedRun {
       host: hostname(),
       repo: git.remote ?? null,
       commit: git.commit ?? null,
+      sweep: s.sweepId ?? null,
     };
     let api: WandbApi | undefined;
     let server: SessionTarget | undefined;

@@ -211,6 +211,8 @@ export interface Settings {
   group?: string;
   jobType?: string;
   runId: string;
+  /** WANDB_SWEEP_ID, set by a sweep agent: the run joins that sweep. */
+  sweepId?: string;
   username?: string;
   graphqlTimeoutMs?: number;
 }
@@ -300,6 +302,7 @@ export async function resolveSettings(input: SettingsInput): Promise<Settings> {
     group: nonEmpty(input.group, env.WANDB_RUN_GROUP),
     jobType: nonEmpty(input.jobType, env.WANDB_JOB_TYPE),
     runId,
+    sweepId: nonEmpty(env.WANDB_SWEEP_ID),
     username: nonEmpty(env.WANDB_USERNAME, env.USER),
     graphqlTimeoutMs: timeoutS > 0 ? timeoutS * 1000 : undefined,
   };

@@ -38,6 +38,8 @@ export interface UpsertVariables {
   program: string;
   repo: string | null;
   commit: string | null;
+  /** The sweep id when the run belongs to a sweep (the server then names it in `sweepName`). */
+  sweep: string | null;
 }
 
 export interface UpsertResult {
