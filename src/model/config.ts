@@ -8,7 +8,7 @@ import { type ModelConfig } from '../onnx/manifest.ts';
 import { BACKBONE_CHANNELS } from './dann.ts';
 
 export const DEFAULT_OUTPUTS = ['num_particles', 'planar_dist', 'depth_dist'];
-export const BACKBONES: ModelConfig['backbone'][] = ['resnet18', 'resnet34', 'mobilenet_v3_small'];
+export const BACKBONES: ModelConfig['backbone'][] = ['resnet18', 'resnet34', 'mobilenet_v3_small', 'vgg11_bn'];
 
 /** Side of the feature map after the extra conv, or 0 when the image is too small. */
 export function featureMapSide(imageSize: number): number {

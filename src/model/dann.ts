@@ -1,5 +1,5 @@
 /**
- * The seed's DANN as ONNX: a torchvision body (ResNet18/34, MobileNetV3-small) without its pooling and
+ * The seed's DANN as ONNX: a torchvision body (ResNet18/34, MobileNetV3-small, VGG11-BN) without its pooling and
  * classifier, the extra AvgPool2d(2) → Conv2d(C,C,4,2,1) → BN → ReLU block, a label head on the source rows and a domain
  * head behind the gradient reversal marker, with the seed's losses (MSE or cross-entropy, plus
  * lambda_domain × BCE-with-logits over all rows). Value names are the PyTorch state_dict keys.
@@ -10,6 +10,7 @@ import { type ModelConfig } from '../onnx/manifest.ts';
 import { DataType } from '../onnx/proto.ts';
 import { MOBILENET_V3_SMALL_CHANNELS, mobilenetV3Small } from './mobilenet.ts';
 import { type Mode, Net } from './net.ts';
+import { VGG11_CHANNELS, vgg11bn } from './vgg.ts';
 
 const STAGES: Record<string, number[]> = { resnet18: [2, 2, 2, 2], resnet34: [3, 4, 6, 3] };
 const WIDTHS = [64, 128, 256, 512];
@@ -25,7 +26,7 @@ function basicBlock(net: Net, name: string, x: string, cin: number, cout: number
 }
 
 /** Channels of each backbone's last feature map (stride 32). */
-export const BACKBONE_CHANNELS: Record<ModelConfig['backbone'], number> = { resnet18: 512, resnet34: 512, mobilenet_v3_small: MOBILENET_V3_SMALL_CHANNELS };
+export const BACKBONE_CHANNELS: Record<ModelConfig['backbone'], number> = { resnet18: 512, resnet34: 512, mobilenet_v3_small: MOBILENET_V3_SMALL_CHANNELS, vgg11_bn: VGG11_CHANNELS };
 
 function resnet(net: Net, config: ModelConfig, p: string, images: string): string {
   let x = net.relu(net.batchNorm(`${p}.1`, net.conv(`${p}.0`, images, 3, 64, 7, 2, 3, false), 64));
@@ -48,8 +49,9 @@ function resnet(net: Net, config: ModelConfig, p: string, images: string): strin
  */
 function featureExtractor(net: Net, config: ModelConfig, images: string): string {
   const p = 'feature_extractor.resnet_layers';
-  // MobileNetV3's children()[:-2] is its `features` alone, hence the extra .0.
-  let x = config.backbone === 'mobilenet_v3_small' ? mobilenetV3Small(net, `${p}.0`, images) : resnet(net, config, p, images);
+  // For MobileNetV3 and VGG, children()[:-2] is `features` alone, hence the extra .0.
+  let x = config.backbone === 'mobilenet_v3_small' ? mobilenetV3Small(net, `${p}.0`, images)
+    : config.backbone === 'vgg11_bn' ? vgg11bn(net, `${p}.0`, images) : resnet(net, config, p, images);
   const c = BACKBONE_CHANNELS[config.backbone];
   const a = 'feature_extractor.additional_layers';
   x = net.b.op('AveragePool', [x], { kernel_shape: [2, 2], strides: [2, 2] });

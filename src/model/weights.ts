@@ -17,6 +17,7 @@ export const TORCHVISION_URLS: Record<ModelConfig['backbone'], string> = {
   resnet18: 'https://download.pytorch.org/models/resnet18-f37072fd.pth',
   resnet34: 'https://download.pytorch.org/models/resnet34-b627a593.pth',
   mobilenet_v3_small: 'https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth',
+  vgg11_bn: 'https://download.pytorch.org/models/vgg11_bn-6002323d.pth',
 };
 
 /** torchvision's init: kaiming_normal_(fan_out, relu) for ResNet convs, BN 1/0; PyTorch's default U(±1/√fan_in) elsewhere. */
@@ -49,10 +50,10 @@ export function initParameters(params: ParamEntry[], seed: number): Map<string, 
 
 /**
  * torchvision key → the seed's key: the body's children()[:-2] in a Sequential. ResNet: conv1=0, bn1=1,
- * layer1..4=4..7; MobileNetV3: features=0.
+ * layer1..4=4..7; MobileNetV3 and VGG: features=0.
  */
 export function seedKeyFromTorchvision(key: string, backbone: ModelConfig['backbone']): string | undefined {
-  if (backbone === 'mobilenet_v3_small') return key.startsWith('features.') ? `feature_extractor.resnet_layers.0.${key.slice('features.'.length)}` : undefined;
+  if (backbone !== 'resnet18' && backbone !== 'resnet34') return key.startsWith('features.') ? `feature_extractor.resnet_layers.0.${key.slice('features.'.length)}` : undefined;
   const m = /^(conv1|bn1|layer([1-4]))\.(.+)$/.exec(key);
   if (!m) return undefined;
   const index = m[1] === 'conv1' ? 0 : m[1] === 'bn1' ? 1 : 3 + Number(m[2]);
@@ -61,7 +62,7 @@ export function seedKeyFromTorchvision(key: string, backbone: ModelConfig['backb
 
 function torchvisionKey(seedKey: string, backbone: ModelConfig['backbone']): string {
   const m = /^feature_extractor\.resnet_layers\.(\d+)\.(.+)$/.exec(seedKey)!;
-  if (backbone === 'mobilenet_v3_small') return `features.${m[2]}`;
+  if (backbone !== 'resnet18' && backbone !== 'resnet34') return `features.${m[2]}`;
   const index = Number(m[1]);
   return `${index === 0 ? 'conv1' : index === 1 ? 'bn1' : `layer${index - 3}`}.${m[2]}`;
 }

@@ -37,7 +37,7 @@ export interface ModelSpec {
 
 export interface ModelConfig {
   name: string;
-  backbone: 'resnet18' | 'resnet34' | 'mobilenet_v3_small';
+  backbone: 'resnet18' | 'resnet34' | 'mobilenet_v3_small' | 'vgg11_bn';
   imageSize: number;
   channels: 3;
   task: 'regression' | 'classification';

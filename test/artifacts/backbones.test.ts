@@ -1,5 +1,5 @@
 /**
- * DANN on a backbone other than ResNet, as a user runs it: build-artifacts --backbone mobilenet_v3_small,
+ * DANN on backbones other than ResNet, as a user runs it: build-artifacts --backbone mobilenet_v3_small or vgg11_bn,
  * a short train run (which exports model.onnx), then predict with the exported model. Gradient parity
  * of these artifacts with PyTorch is in parity.test.ts.
  */
@@ -21,29 +21,36 @@ function cli(args: string[]): string {
   return r.stdout;
 }
 
-test('mobilenet_v3_small: build-artifacts, train two steps, export and predict', async () => {
-  const artifacts = join(root, 'artifacts');
-  const built = cli(['build-artifacts', '--backbone', 'mobilenet_v3_small', '--image-size', '128', '--out', artifacts]);
-  assert.match(built, /mobilenet_v3_small at 128 px, 576 features/);
-  const manifest = JSON.parse(readFileSync(join(artifacts, 'manifest.json'), 'utf8'));
+const BACKBONES = [
   // torchvision's names under the seed's FeatureExtractor (children()[:-2] of the body = `features`).
-  assert.ok(manifest.parameters.some((p: { name: string }) => p.name === 'feature_extractor.resnet_layers.0.1.block.1.fc1.weight'));
+  { backbone: 'mobilenet_v3_small', features: 576, param: 'feature_extractor.resnet_layers.0.1.block.1.fc1.weight', buffer: 'feature_extractor.resnet_layers.0.12.1.running_var' },
+  { backbone: 'vgg11_bn', features: 512, param: 'feature_extractor.resnet_layers.0.25.weight', buffer: 'feature_extractor.resnet_layers.0.26.running_var' },
+];
 
-  const data = await generateDemoData({ out: join(root, 'demo'), size: 128, train: 4, val: 4, sourceVal: 4, seed: 1 });
-  const run = join(root, 'run');
-  cli(['train', '--artifacts', artifacts, '--source', data.sourceVal!, '--source-val', data.sourceVal!, '--target', data.targetTrain,
-    '--target-val', data.targetVal, '--batch-size', '2', '--source-size', '4', '--val-size', '4', '--epochs', '1', '--freeze-epochs', '0',
-    '--threads', '2', '--wandb', 'disabled', '--run-dir', run]);
-  const rows = readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-  const losses = rows.filter((r) => r.raw_loss !== undefined).map((r) => r.raw_loss as number);
-  assert.equal(losses.length, 2);
-  assert.ok(losses.every(Number.isFinite), `losses ${losses}`);
-  const { tensors } = await readSafetensors(join(run, 'latest', 'model.safetensors'));
-  assert.ok(tensors.has('feature_extractor.resnet_layers.0.12.1.running_var'), 'the checkpoint keeps PyTorch names');
+for (const { backbone, features, param, buffer } of BACKBONES) {
+  test(`${backbone}: build-artifacts, train two steps, export and predict`, async () => {
+    const artifacts = join(root, `${backbone}-artifacts`);
+    const built = cli(['build-artifacts', '--backbone', backbone, '--image-size', '128', '--out', artifacts]);
+    assert.match(built, new RegExp(`${backbone} at 128 px, ${features} features`));
+    const manifest = JSON.parse(readFileSync(join(artifacts, 'manifest.json'), 'utf8'));
+    assert.ok(manifest.parameters.some((p: { name: string }) => p.name === param));
 
-  const model = join(run, 'model.onnx');
-  assert.ok(existsSync(model));
-  const csv = cli(['predict', '--model', model, join(data.sourceVal!, 'images')]).trim().split('\n');
-  assert.equal(csv.length, 1 + 4, csv.join('\n'));
-  for (const row of csv.slice(1)) assert.ok(row.split(',').slice(1).every((v) => v !== '' && Number.isFinite(Number(v))), row);
-});
+    const data = await generateDemoData({ out: join(root, `${backbone}-demo`), size: 128, train: 4, val: 4, sourceVal: 4, seed: 1 });
+    const run = join(root, `${backbone}-run`);
+    cli(['train', '--artifacts', artifacts, '--source', data.sourceVal!, '--source-val', data.sourceVal!, '--target', data.targetTrain,
+      '--target-val', data.targetVal, '--batch-size', '2', '--source-size', '4', '--val-size', '4', '--epochs', '1', '--freeze-epochs', '0',
+      '--threads', '2', '--wandb', 'disabled', '--run-dir', run]);
+    const rows = readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const losses = rows.filter((r) => r.raw_loss !== undefined).map((r) => r.raw_loss as number);
+    assert.equal(losses.length, 2);
+    assert.ok(losses.every(Number.isFinite), `losses ${losses}`);
+    const { tensors } = await readSafetensors(join(run, 'latest', 'model.safetensors'));
+    assert.ok(tensors.has(buffer), 'the checkpoint keeps PyTorch names');
+
+    const model = join(run, 'model.onnx');
+    assert.ok(existsSync(model));
+    const csv = cli(['predict', '--model', model, join(data.sourceVal!, 'images')]).trim().split('\n');
+    assert.equal(csv.length, 1 + 4, csv.join('\n'));
+    for (const row of csv.slice(1)) assert.ok(row.split(',').slice(1).every((v) => v !== '' && Number.isFinite(Number(v))), row);
+  });
+}

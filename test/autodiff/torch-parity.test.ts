@@ -36,6 +36,7 @@ for (const name of ['cnn', 'mlp']) {
     const result = await session.run(feeds);
     assert.ok(Math.abs((result.loss.data as Float32Array)[0] - ref.loss) <= 1e-5 * Math.max(1, Math.abs(ref.loss)));
     assert.deepEqual(Object.keys(ref.grads).filter((p) => !result[`${p}_grad`]), [], 'every parameter has a gradient output');
+    assert.deepEqual(Object.keys(result).filter((o) => o.endsWith('_grad') && !(o.slice(0, -'_grad'.length) in ref.grads)), [], 'no gradient for a buffer');
     for (const [param, expected] of Object.entries(ref.grads)) {
       const got = result[`${param}_grad`].data as Float32Array;
       assert.equal(got.length, expected.length, param);

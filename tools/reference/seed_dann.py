@@ -35,7 +35,7 @@ def torchvision_body(backbone):
 
 
 # Channels of the body's last feature map: the extra block keeps them.
-CHANNELS = {'resnet18': 512, 'resnet34': 512, 'mobilenet_v3_small': 576}
+CHANNELS = {'resnet18': 512, 'resnet34': 512, 'mobilenet_v3_small': 576, 'vgg11_bn': 512}
 
 
 class FeatureExtractor(nn.Module):
