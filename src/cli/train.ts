@@ -291,6 +291,7 @@ export async function runTrain(a: Args): Promise<void> {
         process.stdout.write(`stopped at step ${result.state.step}/${plan.totalSteps}; continue with: ort-dann train --run-dir ${r.runDir} --resume\n`);
         exitCode = interrupted ? 130 : 0;
       } else {
+        if (result.state.finishRequested) process.stdout.write(`early stopping: ${monitor} did not improve for ${patience} epochs; stopped at step ${result.state.step}/${plan.totalSteps}\n`);
         // SaveModelCallback reloads the best model at the end; export that.
         if (best) await session.loadCheckpoint(join(runDir, 'best'));
         modelPath = join(runDir, 'model.onnx');
