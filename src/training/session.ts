@@ -17,7 +17,7 @@ import { encodeSafetensors, readSafetensors } from '../io/safetensors.ts';
 import { type Tensor, toFloat32 } from '../io/tensor.ts';
 import { type Manifest, type ModelSpec, readManifest } from '../onnx/manifest.ts';
 import { createRng, type Rng } from '../rng.ts';
-import { AdamStepper, type AdamTensor, sharedFloat32Array } from './adam.ts';
+import { AdamStepper, type AdamTensor, adamBuffers } from './adam.ts';
 import { trainableMask } from './param-groups.ts';
 import { ADAM_DEFAULTS, DEFAULT_MOMS } from './schedules.ts';
 import type { GroupHyper } from './types.ts';
@@ -151,8 +151,7 @@ export class TrainingSession {
       return t;
     });
     this.tensorIndex = new Map(this.tensors.map((t, k) => [t.name, k]));
-    this.parameters = sharedFloat32Array(offset);
-    this.gradients = sharedFloat32Array(offset);
+    ({ params: this.parameters, grads: this.gradients } = adamBuffers(offset));
     this.mirror = new Float32Array(offset);
     for (const t of this.tensors) {
       this.views.set(t.name, this.parameters.subarray(t.offset, t.offset + t.size));
