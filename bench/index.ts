@@ -9,6 +9,7 @@ const USAGE = `usage: npm run bench -- <command> [options]
   train-step  train-step throughput vs PyTorch: [--image-size 128 --batch 16+16]... [--steps 5] [--warmup 2]
               [--threads 1,2] [--rounds N] [--peer torch] [--json] [--ep cpu|cuda|webgpu] [--rebuild]
               [--session-config KEY=VALUE]... [--execution-mode parallel]
+  profile     per-node ORT profile of the train step at several thread counts: [--threads 1,2] [--image-size 128] [--batch 16+16]
   data        data-pipeline throughput (simulator, folder decode) vs a training step's consumption
   export      exported inference model vs torch.onnx.export, both run by ORT
   adam        fastai Adam step over 25.76 M parameters, scalar vs SIMD kernel, calling thread and workers [--repeats N]
@@ -23,6 +24,9 @@ async function main(command: string | undefined, argv: string[]): Promise<void> 
     }
     case '__train-step-ours': // our side of train-step, in its own process (bench/lib/child.ts)
       await (await import('./lib/ours.ts')).oursTrainStep(argv);
+      return;
+    case 'profile':
+      await (await import('./profile.ts')).benchProfile(argv);
       return;
     case 'data':
       await (await import('./data.ts')).benchData(argv);

@@ -13,7 +13,7 @@ type Opt =
   /** Repeatable: every occurrence, in order (e.g. several --image-size). */
   | { type: 'repeated'; help: string }
   /** Comma-separated integers, e.g. --threads 1,2 (repeating the flag appends). */
-  | { type: 'ints'; default: number[]; min?: number; help: string };
+  | { type: 'ints'; default: readonly number[]; min?: number; help: string };
 
 export type ArgSpec = Record<string, Opt>;
 
@@ -74,7 +74,7 @@ export function parseArgs<S extends ArgSpec>(command: string, argv: readonly str
         break;
       }
       case 'ints': {
-        if (given === undefined) { out[key] = o.default; break; }
+        if (given === undefined) { out[key] = [...o.default]; break; }
         const vs = given.flatMap((g) => g.split(',')).map((t) => (t.trim() === '' ? NaN : Number(t)));
         if (vs.some((v) => !Number.isInteger(v) || (o.min !== undefined && v < o.min))) throw bad(`integers${o.min === undefined ? '' : ` ≥ ${o.min}`} separated by commas (e.g. 1,2)`, given.join(' '));
         out[key] = vs;
