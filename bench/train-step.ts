@@ -75,6 +75,7 @@ export const TRAIN_STEP_ARGS = {
   rebuild: { type: 'flag', help: 'build the artifacts afresh (measures the compiler as it is now)' },
   sessionConfig: { type: 'repeated', help: 'KEY=VALUE ORT session config entry for our side, to compare options (e.g. session.intra_op.allow_spinning=1)' },
   executionMode: { type: 'string', default: '', choices: ['', 'sequential', 'parallel'], help: 'ORT execution mode for our side, to compare' },
+  sessionOption: { type: 'repeated', help: 'KEY=JSON top-level ORT session option for our side, to compare (e.g. enableCpuMemArena=false)' },
 } satisfies ArgSpec;
 
 const median = (xs: number[]) => {
@@ -97,6 +98,15 @@ function parse(argv: string[]) {
     if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new UserError(`--batch ${batch}: write source+target rows, e.g. 16+16`);
     return { size, nSource: Number(m[1]), nTarget: Number(m[2]) };
   });
+  for (const kv of a.sessionOption) {
+    const eq = kv.indexOf('=');
+    try {
+      if (eq < 1) throw new Error('no =');
+      JSON.parse(kv.slice(eq + 1));
+    } catch {
+      throw new UserError(`--session-option ${kv}: write KEY=JSON, e.g. enableCpuMemArena=false`);
+    }
+  }
   for (const kv of a.sessionConfig) if (!/^[\w.]+=.*$/.test(kv)) throw new UserError(`--session-config ${kv}: write KEY=VALUE, e.g. session.intra_op.allow_spinning=1`);
   return { ...a, configs, peer: a.peer === 'torch' };
 }
@@ -151,7 +161,7 @@ export async function benchTrainStep(argv: string[]): Promise<TrainStepRow[]> {
   // The child runs through tsx rather than this process's flags, which may be a test runner's.
   const oursCommand = ['--import', 'tsx', fileURLToPath(new URL('./index.ts', import.meta.url)), '__train-step-ours'];
   const peerScript = fileURLToPath(new URL('./peer/torch_train_step.py', import.meta.url));
-  const ortOptions = [...o.sessionConfig.flatMap((kv) => ['--session-config', kv]), ...(o.executionMode ? ['--execution-mode', o.executionMode] : [])];
+  const ortOptions = [...o.sessionConfig.flatMap((kv) => ['--session-config', kv]), ...o.sessionOption.flatMap((kv) => ['--session-option', kv]), ...(o.executionMode ? ['--execution-mode', o.executionMode] : [])];
   const rows: TrainStepRow[] = [];
   if (!o.json) console.log(`train-step bench: ${o.ep}, ${o.threads.join(', ')} threads, median of ${o.steps} steps after ${o.warmup} warm-up × ${o.rounds} round(s)${o.peer ? ', peer torch, taking turns' : ''}${ortOptions.length ? `, ours with ${ortOptions.join(' ')}` : ''}`);
   for (const c of o.configs) {

@@ -26,11 +26,13 @@ const OURS_ARGS = {
   lr: { type: 'number', default: 1e-4, help: 'learning rate' },
   sessionConfig: { type: 'repeated', help: 'KEY=VALUE session config entry' },
   executionMode: { type: 'string', default: '', choices: ['', 'sequential', 'parallel'], help: 'ORT execution mode' },
+  sessionOption: { type: 'repeated', help: 'KEY=JSON top-level session option, e.g. enableCpuMemArena=false' },
 } as const;
 
 /** Merges the comparison's overrides into every session the TrainingSession opens. */
-function overrideSessionOptions(entries: string[], executionMode: string): void {
-  if (entries.length === 0 && !executionMode) return;
+function overrideSessionOptions(entries: string[], executionMode: string, options: string[]): void {
+  if (entries.length === 0 && !executionMode && options.length === 0) return;
+  const top = Object.fromEntries(options.map((kv) => [kv.slice(0, kv.indexOf('=')), JSON.parse(kv.slice(kv.indexOf('=') + 1))]));
   const create = ort.InferenceSession.create.bind(ort.InferenceSession) as (file: string, o?: ort.InferenceSession.SessionOptions) => Promise<ort.InferenceSession>;
   (ort.InferenceSession as { create: unknown }).create = (file: string, o: ort.InferenceSession.SessionOptions = {}) => {
     // onnxruntime-node flattens `extra` into dotted config keys: {session: {'a.b': v}} is session.a.b.
@@ -40,7 +42,7 @@ function overrideSessionOptions(entries: string[], executionMode: string): void 
       const dot = key.indexOf('.');
       (extra[key.slice(0, dot)] ??= {})[key.slice(dot + 1)] = value;
     }
-    return create(file, { ...o, ...(executionMode ? { executionMode: executionMode as 'parallel' | 'sequential' } : {}), extra });
+    return create(file, { ...o, ...top, ...(executionMode ? { executionMode: executionMode as 'parallel' | 'sequential' } : {}), extra });
   };
 }
 
@@ -56,8 +58,8 @@ export async function oursTrainStep(argv: string[]): Promise<void> {
 }
 
 async function run(argv: string[]): Promise<void> {
-  const { dir, ep, count, nSource, steps, warmup, threads, lambdaDomain, lr, sessionConfig, executionMode } = parseArgs('__train-step-ours', argv, OURS_ARGS);
-  overrideSessionOptions(sessionConfig, executionMode);
+  const { dir, ep, count, nSource, steps, warmup, threads, lambdaDomain, lr, sessionConfig, executionMode, sessionOption } = parseArgs('__train-step-ours', argv, OURS_ARGS);
+  overrideSessionOptions(sessionConfig, executionMode, sessionOption);
 
   const t0 = performance.now();
   const session = await TrainingSession.fromArtifacts(dir, { executionProvider: ep as ExecutionProvider, threads });

@@ -1,6 +1,6 @@
 /**
  * The Adam update of adam.ts's adamKernel as a WebAssembly SIMD loop, 4 floats per iteration, with
- * the same rounding at every step (docs/optimizer.md, "SIMD kernel"): IEEE float32 division and square
+ * the same rounding at every step (docs/optimizer-simd.md): IEEE float32 division and square
  * root of float32 operands equal the float64 operation rounded once to float32 (53 ≥ 2·24 + 2 bits),
  * so `Math.fround(a / b)` becomes f32x4.div, and the two float64-accumulated fused multiply-adds
  * stay in float64 (f64x2 on each half). The result is bit-identical to adamKernel's.
