@@ -74,7 +74,10 @@ async function run(argv: string[]): Promise<void> {
   const train: number[] = [];
   const optimizer: number[] = [];
   const step: number[] = [];
+  const stepCpu: number[] = [];
   for (let k = 0; k < total; k++) {
+    // CPU seconds of all this process's threads (ORT's pool, Adam's workers): little affected by other work's load.
+    const cpu = process.cpuUsage();
     const a = performance.now();
     await session.runTrainStep({ images, count, nSource, labels, alpha: dannAlpha(k / total), lambdaDomain });
     const b = performance.now();
@@ -86,12 +89,14 @@ async function run(argv: string[]): Promise<void> {
       train.push((b - a) / 1000);
       optimizer.push((c - b) / 1000);
       step.push((c - a) / 1000);
+      const used = process.cpuUsage(cpu);
+      stepCpu.push((used.user + used.system) / 1e6);
     }
   }
   await session.release();
   emit({
     event: 'result',
-    step_s: step, train_s: train, optimizer_s: optimizer,
+    step_s: step, train_s: train, optimizer_s: optimizer, step_cpu_s: stepCpu,
     // maxRSS is the process's high-water mark (VmHWM) in KiB.
     peak_rss_mb: process.resourceUsage().maxRSS / 1024,
     create_s: createS,
