@@ -2,7 +2,7 @@
  * Times one fastai Adam step over the seed model's 25,760,068 parameters (122 tensors): the scalar
  * kernel (plain SharedArrayBuffers) against the SIMD kernel (adamBuffers), on the calling thread and
  * on 2 workers. The variants take turns, one step each per round, so load from other work hits them
- * alike. Prints medians; asserts nothing (test/training/adam-simd.test.ts checks they agree bit for bit).
+ * alike. Prints medians of wall and CPU time (all threads: load from other work barely moves it); asserts nothing (test/training/adam-simd.test.ts checks they agree bit for bit).
  *   npm run bench -- adam [--repeats 15]
  */
 import { availableParallelism, loadavg } from 'node:os';
@@ -32,21 +32,25 @@ export async function benchAdam(argv: string[]): Promise<void> {
       grads[i] = Math.cos(i * 0.7) * 1e-3;
     }
     const label = `${kernel} kernel, ${workers === 0 ? 'calling thread' : `${workers} workers`}`;
-    return { label, adam: new AdamStepper({ params, grads, tensors, workers }), times: [] as number[] };
+    return { label, adam: new AdamStepper({ params, grads, tensors, workers }), times: [] as number[], cpu: [] as number[] };
   }));
   console.log(`fastai Adam step, ${N.toLocaleString('en')} params, ${TENSORS} tensors, ${availableParallelism()} CPUs, median of ${repeats}, load average ${loadavg()[0].toFixed(2)}`);
   for (const v of variants) await v.adam.step(sched.hypers(0), all); // warm-up: worker start, JIT
   for (let k = 1; k <= repeats; k++) {
     for (const v of variants) {
+      const c0 = process.cpuUsage();
       const t0 = performance.now();
       await v.adam.step(sched.hypers(k), all);
       v.times.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      v.cpu.push((c.user + c.system) / 1000);
     }
   }
   for (const v of variants) {
     await v.adam.close();
     const t = v.times.sort((a, b) => a - b);
-    console.log(`${v.label.padEnd(32)} median ${t[t.length >> 1].toFixed(1)} ms  (min ${t[0].toFixed(1)})`);
+    const cpu = v.cpu.sort((a, b) => a - b);
+    console.log(`${v.label.padEnd(32)} median ${t[t.length >> 1].toFixed(1)} ms  (min ${t[0].toFixed(1)})  CPU ${cpu[cpu.length >> 1].toFixed(1)} ms (all threads)`);
   }
   console.log(`load average after: ${loadavg()[0].toFixed(2)}`);
 }
