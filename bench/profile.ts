@@ -98,6 +98,9 @@ export async function benchProfile(argv: string[]): Promise<void> {
   report(results, o.top, o.json);
 }
 
+/** By time lost to scaling; with one thread count, by time. */
+const rank = <T extends { ms: number[]; lost: number }>(a: T, b: T) => (a.ms.length > 1 ? b.lost - a.lost : b.ms[0] - a.ms[0]);
+
 function report(results: { threads: number; runMs: number; groups: Map<string, { ms: number; nodes: number }> }[], top: number, json: boolean): void {
   const [first, ...rest] = results;
   const last = rest.at(-1) ?? first;
@@ -107,7 +110,7 @@ function report(results: { threads: number; runMs: number; groups: Map<string, {
     const t1 = ms[0];
     const tn = ms.at(-1)!;
     return { key, nodes: first.groups.get(key)?.nodes ?? last.groups.get(key)?.nodes ?? 0, ms, speedup: tn > 0 ? t1 / tn : NaN, lost: tn - (t1 * first.threads) / last.threads };
-  }).sort((a, b) => b.lost - a.lost);
+  }).sort(rank);
   if (json) {
     for (const r of rows) console.log(JSON.stringify({ group: r.key, nodes: r.nodes, ms: Object.fromEntries(results.map((x, i) => [x.threads, r.ms[i]])), speedup: r.speedup, lost_ms: r.lost }));
     return;
@@ -121,9 +124,9 @@ function report(results: { threads: number; runMs: number; groups: Map<string, {
   }
   const head = results.map((r) => `${r.threads} thr ms`).join(' | ');
   console.log(`train step (fwd+bwd) ms: ${results.map((r) => `${r.threads} threads ${r.runMs.toFixed(0)}`).join(', ')}; speed-up ${(first.runMs / last.runMs).toFixed(2)}×`);
-  console.log(`\nby op type (ms per step), ranked by time lost to scaling:\n| op | ${head} | speed-up | lost ms |\n|---|${results.map(() => '---|').join('')}---|---|`);
-  const opRows = [...byOp].map(([op, ms]) => ({ op, ms, lost: ms.at(-1)! - (ms[0] * first.threads) / last.threads })).sort((a, b) => b.lost - a.lost);
+  console.log(`\nby op type (ms per step), ranked by ${rest.length ? 'time lost to scaling' : 'time'}:\n| op | ${head} | speed-up | lost ms |\n|---|${results.map(() => '---|').join('')}---|---|`);
+  const opRows = [...byOp].map(([op, ms]) => ({ op, ms, lost: ms.at(-1)! - (ms[0] * first.threads) / last.threads })).sort(rank);
   for (const r of opRows.slice(0, top)) console.log(`| ${r.op} | ${r.ms.map((v) => v.toFixed(1)).join(' | ')} | ${(r.ms[0] / r.ms.at(-1)!).toFixed(2)}× | ${r.lost.toFixed(1)} |`);
-  console.log(`\nby op and output shape (nodes), ranked by time lost to scaling:\n| group | nodes | ${head} | speed-up | lost ms |\n|---|---|${results.map(() => '---|').join('')}---|---|`);
+  console.log(`\nby op and output shape (nodes), ranked by ${rest.length ? 'time lost to scaling' : 'time'}:\n| group | nodes | ${head} | speed-up | lost ms |\n|---|---|${results.map(() => '---|').join('')}---|---|`);
   for (const r of rows.slice(0, top)) console.log(`| ${r.key} | ${r.nodes} | ${r.ms.map((v) => v.toFixed(1)).join(' | ')} | ${r.speedup.toFixed(2)}× | ${r.lost.toFixed(1)} |`);
 }
