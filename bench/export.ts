@@ -20,8 +20,8 @@ import { UserError } from '../src/errors.ts';
 import { exportInferenceModel } from '../src/export/export.ts';
 import { Graph } from '../src/onnx/graph.ts';
 import { readModelFile } from '../src/onnx/proto.ts';
-import { buildArtifacts } from '../tools/build-artifacts.ts';
-import { makeConfig } from '../tools/model/config.ts';
+import { buildArtifacts } from '../src/model/build-artifacts.ts';
+import { makeConfig } from '../src/model/config.ts';
 import { PY_SAFETENSORS } from '../test/io/python.ts';
 import { type ArgSpec, parseArgs } from './lib/args.ts';
 

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# GPU check (issue 8): our train step on WebGPU, and on CUDA when onnxruntime-node's CUDA provider
-# files are present, against the seed's PyTorch on the same GPU (`python3 … --device cuda`). Prints
-# the train-step bench's JSON lines (128 px 16+16 and 256 px 8+8); then, in the time left, the same
-# on that machine's CPU against PyTorch on its CPU (all cores). About 5 minutes at most, no
-# network, installs nothing: Node, the node_modules it needs and a Vulkan loader come from
-# bench/gpu-bundle/runtime.tar.xz (built by bench/gpu-prepare.sh, ~40 MiB).
+# GPU check: our train step on CUDA and WebGPU against the seed's PyTorch on the same GPU
+# (`python3 … --device cuda`). For CUDA: installs the provider from bench/gpu-bundle/cuda-provider.tgz
+# (`ort-dann install-cuda --from`), finds the CUDA 13 libraries inside PyTorch's nvidia wheels,
+# prints node placement, checks that one CUDA train step agrees with the CPU step (loss and every
+# gradient, bench/lib/ep-parity.ts, CPU fallback disabled when the graph allows), then the
+# train-step bench's JSON lines (128 px 16+16, 256 px 8+8, 256 px 64+64); then, in the time left,
+# the same on that machine's CPU against PyTorch on its CPU (all cores). About 5 minutes at most,
+# no network: Node, the node_modules it needs and a Vulkan loader come from
+# bench/gpu-bundle/runtime.tar.xz, both bundles built by bench/gpu-prepare.sh (each < 64 MiB).
 # Usage: bench/gpu-check.sh [--ep "webgpu cuda cpu"] [train-step options, e.g. --steps 10]
 # The full log goes to $OUT/gpu-check.log when OUT is set, else bench/results/gpu-check.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-eps="webgpu cuda cpu"
+eps="cuda webgpu cpu"
 if [ "${1:-}" = --ep ]; then eps=$2; shift 2; fi
 logdir=${OUT:-bench/results}
 mkdir -p "$logdir"
@@ -33,6 +36,18 @@ if [ ! -e node_modules ]; then ln -s "$work/node_modules" node_modules && made_l
 say "node $("$node" --version), $(nproc) CPUs, $(uname -r)"
 command -v nvidia-smi >/dev/null && say "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)"
 say "python3: $(python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' 2>&1 | tail -1)"
+
+# CUDA: the provider from the bundle, and the CUDA 13 libraries it links from PyTorch's nvidia wheels.
+if [ -f bench/gpu-bundle/cuda-provider.tgz ]; then
+  "$node" bin/ort-dann.js install-cuda --from bench/gpu-bundle/cuda-provider.tgz --no-probe 2>&1 | tee -a "$log" | sed 's/^/# /'
+fi
+nvlibs=$(python3 -c 'import glob, os, nvidia; print(":".join(sorted(d for p in nvidia.__path__ for d in glob.glob(os.path.join(p, "*", "lib")))))' 2>/dev/null)
+if [ -n "$nvlibs" ]; then
+  export LD_LIBRARY_PATH="$nvlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  say "CUDA libraries: PyTorch's nvidia wheels ($(echo "$nvlibs" | tr ':' '\n' | wc -l) folders)"
+else
+  say "CUDA libraries: none found in PyTorch's nvidia wheels; relying on the system loader"
+fi
 
 # Vulkan for WebGPU (Dawn): the system loader if there is one, else ours; and an ICD for the NVIDIA
 # driver — when none is registered but the driver's Vulkan library is mounted, register it ourselves.
@@ -79,9 +94,15 @@ for ep in $eps; do
       continue
     fi
   fi
+  if [ "$ep" != cpu ]; then
+    say "$ep: one train step against the CPU step (128 px):"
+    timeout 90 "$node" --import tsx bench/lib/ep-parity.ts "$ep" 128 "$work/artifacts" 2>>"$log" | tee -a "$results" "$log"
+  fi
   left=$((290 - SECONDS))
   say "$ep: train-step bench vs torch ($left s left)"
-  timeout "$left" "${bench[@]}" --ep "$ep" "$@" 2>>"$log" | tee -a "$results" "$log"
+  sizes=()
+  [ "$ep" = cpu ] || sizes=(--image-size 128 --batch 16+16 --image-size 256 --batch 8+8 --image-size 256 --batch 64+64)
+  timeout "$left" "${bench[@]}" --ep "$ep" "${sizes[@]}" "$@" 2>>"$log" | tee -a "$results" "$log"
   status=${PIPESTATUS[0]}
   [ "$status" = 0 ] || { say "$ep: bench failed (status $status); last lines of $log:"; tail -n 12 "$log" | sed 's/^/#   /'; }
 done

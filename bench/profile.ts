@@ -12,6 +12,7 @@ import { basename, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { UserError } from '../src/errors.ts';
 import { createRng } from '../src/rng.ts';
+import { dannTrainStep } from '../src/training/dann-step.ts';
 import { TrainingSession } from '../src/training/session.ts';
 import { type ArgSpec, parseArgs } from './lib/args.ts';
 import { artifactsFor } from './train-step.ts';
@@ -80,7 +81,7 @@ export async function benchProfile(argv: string[]): Promise<void> {
       const labels = new Float32Array(nSource * session.manifest.config.outputs.length).map(() => rng.normal());
       const load = loadavg()[0];
       for (let k = 0; k < o.warmup + o.steps; k++) {
-        await session.runTrainStep({ images, count, nSource, labels, alpha: 0.5, lambdaDomain: 0.1 });
+        await dannTrainStep(session, { images, count, nSource, labels }, { alpha: 0.5, lambdaDomain: 0.1 });
         session.lazyResetGrad();
       }
       profiled!.endProfiling();

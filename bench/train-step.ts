@@ -15,8 +15,8 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../src/errors.ts';
-import { buildArtifacts } from '../tools/build-artifacts.ts';
-import { makeConfig } from '../tools/model/config.ts';
+import { buildArtifacts } from '../src/model/build-artifacts.ts';
+import { makeConfig } from '../src/model/config.ts';
 import { type ArgSpec, parseArgs } from './lib/args.ts';
 import { type ChildRun, type Json, runChild } from './lib/child.ts';
 import { trainGflopPerImage } from './lib/flops.ts';
@@ -114,15 +114,13 @@ function parse(argv: string[]) {
 }
 
 /** The artifacts of the default model at this size, built (seeded init) when missing or asked to. */
-export async function artifactsFor(root: string, size: number, rebuild = false, ep = 'cpu'): Promise<string> {
+export async function artifactsFor(root: string, size: number, rebuild = false): Promise<string> {
   const config = makeConfig({ imageSize: size });
-  // WebGPU has no training-mode BatchNormalization kernel: it trains the plain-ops form.
-  const batchNorm = ep === 'webgpu' ? 'ops' : 'fused';
-  const dir = join(root, `${config.name}-${size}px${batchNorm === 'ops' ? '-bnops' : ''}`);
+  const dir = join(root, `${config.name}-${size}px`);
   if (rebuild || !existsSync(join(dir, 'manifest.json'))) {
     console.error(`building ${dir} …`);
     mkdirSync(root, { recursive: true });
-    await buildArtifacts({ config, out: dir, weights: 'none', weightsCache: join('models', 'weights'), seed: 0, batchNorm });
+    await buildArtifacts({ config, out: dir, weights: 'none', weightsCache: join('models', 'weights'), seed: 0 });
   }
   return dir;
 }
@@ -170,7 +168,7 @@ export async function benchTrainStep(argv: string[]): Promise<TrainStepRow[]> {
   for (const c of o.configs) {
     const count = c.nSource + c.nTarget;
     const batch = `${c.nSource}+${c.nTarget}`;
-    const dir = await artifactsFor(o.artifactsRoot, c.size, o.rebuild, o.ep);
+    const dir = await artifactsFor(o.artifactsRoot, c.size, o.rebuild);
     const gflopPerImage = trainGflopPerImage(makeConfig({ imageSize: c.size }), count, c.nSource);
     for (const threads of o.threads) {
       const load = loadavg()[0];

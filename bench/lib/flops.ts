@@ -8,9 +8,9 @@
  * source rows only; the domain head and the body on every row.
  */
 import { type ModelConfig } from '../../src/onnx/manifest.ts';
-import { HIDDEN } from '../../tools/model/dann.ts';
+import { HIDDEN } from '../../src/model/dann.ts';
 
-const STAGES: Record<ModelConfig['backbone'], number[]> = { resnet18: [2, 2, 2, 2], resnet34: [3, 4, 6, 3] };
+const STAGES: Partial<Record<ModelConfig['backbone'], number[]>> = { resnet18: [2, 2, 2, 2], resnet34: [3, 4, 6, 3] };
 const WIDTHS = [64, 128, 256, 512];
 
 const out = (h: number, k: number, s: number, p: number) => Math.floor((h + 2 * p - k) / s) + 1;
@@ -26,7 +26,9 @@ function bodyMacs(config: ModelConfig): { stem: number; rest: number } {
   };
   h = out(h, 3, 2, 1); // max-pool
   let cin = 64;
-  STAGES[config.backbone].forEach((blocks, stage) => {
+  const stages = STAGES[config.backbone];
+  if (!stages) throw new Error(`FLOPs are counted for ResNet bodies only, not ${config.backbone}`);
+  stages.forEach((blocks, stage) => {
     const cout = WIDTHS[stage];
     for (let b = 0; b < blocks; b++) {
       const stride = b === 0 && stage > 0 ? 2 : 1;

@@ -9,6 +9,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { createRng } from '../../src/rng.ts';
+import { dannTrainStep } from '../../src/training/dann-step.ts';
 import { dannAlpha } from '../../src/training/schedules.ts';
 import { type ExecutionProvider, TrainingSession } from '../../src/training/session.ts';
 import { parseArgs } from './args.ts';
@@ -79,7 +80,7 @@ async function run(argv: string[]): Promise<void> {
     // CPU seconds of all this process's threads (ORT's pool, Adam's workers): little affected by other work's load.
     const cpu = process.cpuUsage();
     const a = performance.now();
-    await session.runTrainStep({ images, count, nSource, labels, alpha: dannAlpha(k / total), lambdaDomain });
+    await dannTrainStep(session, { images, count, nSource, labels }, { alpha: dannAlpha(k / total), lambdaDomain });
     const b = performance.now();
     await session.runOptimizerStep(hypers);
     session.lazyResetGrad();

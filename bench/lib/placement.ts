@@ -15,7 +15,7 @@ import * as ort from 'onnxruntime-node';
 import { artifactsFor } from '../train-step.ts';
 
 const [ep, size = '128', root = 'artifacts'] = process.argv.slice(2);
-const model = join(await artifactsFor(root, Number(size), false, ep), 'training_model.onnx');
+const model = join(await artifactsFor(root, Number(size)), 'training_model.onnx');
 
 if (process.env.ORT_DANN_PLACEMENT_CHILD) {
   ort.env.logLevel = 'verbose';

@@ -20,10 +20,10 @@ export class GradContext {
 
   I(i: number): string { return this.node.inputs[i]; }
   O(i: number): string { return this.node.outputs[i]; }
-  /** Gradient of output i; rules only run when GO(0) exists. */
+  /** Gradient of output i; a rule that reads one absent here cannot handle the outputs that are on the path. */
   GO(i = 0): string {
     const go = this.outGrads[i];
-    if (!go) throw new Error(`internal: ${this.node.name} has no gradient for output ${i}`);
+    if (!go) throw new UserError(`node ${this.node.name} (${this.node.op}): its output ${this.node.outputs.find((_, k) => this.outGrads[k])} lies on the path to the loss, which has no gradient rule; use only its output ${this.node.outputs[i]} there`);
     return go;
   }
   hasGO(i: number): boolean { return !!this.outGrads[i]; }

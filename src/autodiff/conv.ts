@@ -1,6 +1,6 @@
 /**
  * Convolution backward as standard ONNX ops. Which formulation runs is chosen per layer geometry in
- * one place (chooseConvRecipes), from the per-layer measurements in shared/research/backward-formulations.md;
+ * one place (chooseConvRecipes), from the per-layer measurements in docs/conv-backward.md;
  * every recipe is exact, so the choice only changes speed.
  */
 import { UserError } from '../errors.ts';
@@ -45,7 +45,6 @@ function flippedPads(geo: ConvGeometry): number[] {
 
 export function convGeometry(c: GradContext): ConvGeometry {
   const n = c.node;
-  if (c.int('group', 1) !== 1) throw new UserError(`node ${n.name} (Conv): grouped convolutions (group=${c.int('group', 1)}) have no gradient rule yet; use group=1`);
   const x = c.shape(c.I(0));
   const w = c.staticShape(c.I(1));
   const y = c.shape(c.O(0));
@@ -141,4 +140,43 @@ export function convWeightGrad(c: GradContext, geo: ConvGeometry, recipe: DwReci
   }
   const stacked = taps.length === 1 ? taps[0] : c.op('Concat', taps, { axis: 2 });
   return c.op('Reshape', [stacked, c.b.ints([K, C, kh, kw])]);
+}
+
+/**
+ * Grouped and depthwise convolutions (W is [K, C/G, kh, kw]). dX: for unit stride, a grouped Conv of
+ * dY with each group's Wᵀ flipped; otherwise ConvTranspose, which takes the same groups.
+ */
+export function groupedConvInputGrad(c: GradContext, geo: ConvGeometry, groups: number): string {
+  const [go, w] = [c.GO(), c.I(1)];
+  const { C, H, W, K, kh, kw, OH, OW, strides, dilations, pads } = geo;
+  const flipPads = flippedPads(geo);
+  if (strides[0] !== 1 || strides[1] !== 1 || flipPads.some((p) => p < 0)) {
+    const outPad = [0, 1].map((k) => (k ? W : H) - ((k ? OW : OH) - 1) * strides[k] - dilations[k] * ((k ? kw : kh) - 1) - 1 + pads[k] + pads[k + 2]);
+    return c.op('ConvTranspose', [go, w], {
+      group: groups, kernel_shape: [kh, kw], strides: [...strides], dilations: [...dilations], pads: [...pads], output_padding: outPad,
+    });
+  }
+  const [kg, cg, taps] = [K / groups, C / groups, kh * kw];
+  const perm = new Float32Array(taps * taps);
+  for (let t = 0; t < taps; t++) perm[t * taps + (taps - 1 - t)] = 1;
+  const flipped = taps === 1 ? w : c.op('MatMul', [c.op('Reshape', [w, c.b.ints([K * cg, taps])]), c.b.constant('float', perm, [taps, taps])]);
+  // [G, K/G, C/G, taps] → [G, C/G, K/G, taps]: each group's transpose, groups kept in order.
+  const wt = c.op('Reshape', [c.op('Transpose', [c.op('Reshape', [flipped, c.b.ints([groups, kg, cg, taps])])], { perm: [0, 2, 1, 3] }), c.b.ints([C, kg, kh, kw])]);
+  return c.op('Conv', [go, wt], { group: groups, kernel_shape: [kh, kw], dilations: [...dilations], strides: [1, 1], pads: flipPads });
+}
+
+/**
+ * dW of a grouped Conv as one grouped Conv over the batch: per group g, dW[g·K/G + k, c] = Σₙ X[n, g·C/G + c] ⋆ dY[n, g·K/G + k].
+ * The input is X as [C/G, G·N, H, W] (channels ordered group, image), the kernel dY as [K, N, OH, OW];
+ * stride and dilation swap roles, as in the ungrouped dilated-conv recipe.
+ */
+export function groupedConvWeightGrad(c: GradContext, geo: ConvGeometry, groups: number): string {
+  const [x, go] = [c.I(0), c.GO()];
+  const { C, H, W, K, kh, kw, OH, OW, strides, dilations, pads } = geo;
+  const [kg, cg] = [K / groups, C / groups];
+  const xr = c.op('Reshape', [c.op('Transpose', [c.op('Reshape', [x, c.b.ints([-1, groups, cg, H, W])])], { perm: [2, 1, 0, 3, 4] }), c.b.ints([cg, -1, H, W])]);
+  const gr = c.op('Reshape', [c.op('Transpose', [c.op('Reshape', [go, c.b.ints([-1, groups, kg, OH, OW])])], { perm: [1, 2, 0, 3, 4] }), c.b.ints([K, -1, OH, OW])]);
+  const full = c.op('Conv', [xr, gr], { group: groups, kernel_shape: [OH, OW], strides: [...dilations], dilations: [...strides], pads: [...pads] });
+  const cut = c.op('Slice', [full, c.b.ints([0, 0]), c.b.ints([kh, kw]), c.b.ints([2, 3])]);
+  return c.op('Transpose', [cut], { perm: [1, 0, 2, 3] });
 }

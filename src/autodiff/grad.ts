@@ -6,9 +6,10 @@
 import { UserError } from '../errors.ts';
 import { Builder } from '../onnx/builder.ts';
 import { type Graph } from '../onnx/graph.ts';
+import { unsupportedOp } from '../onnx/unsupported.ts';
 import { inferShapes, isFloatType } from '../onnx/shapes.ts';
 import { GradContext } from './context.ts';
-import { type BatchNormForward, lowerMarkers, prepareForDifferentiation } from './lower.ts';
+import { lowerMarkers, prepareForDifferentiation } from './lower.ts';
 import { gradientRules, nonDifferentiable, ruleKey } from './rules.ts';
 
 export interface DifferentiateOptions {
@@ -18,14 +19,13 @@ export interface DifferentiateOptions {
   wrt: string[];
   /** Output name of each gradient; default `<name>_grad`. */
   gradName?: (name: string) => string;
-  /** Forward form of training-mode BatchNormalization (see lower.ts); default 'fused'. */
-  batchNorm?: BatchNormForward;
 }
 
 export function differentiate(g: Graph, options: DifferentiateOptions): Map<string, string> {
   const gradName = options.gradName ?? ((n: string) => `${n}_grad`);
-  prepareForDifferentiation(g, options.batchNorm);
   g.sortTopologically();
+  inferShapes(g);
+  prepareForDifferentiation(g);
   const symbolic = inferShapes(g);
 
   const lossInfo = g.info(options.loss);
@@ -71,9 +71,9 @@ export function differentiate(g: Graph, options: DifferentiateOptions): Map<stri
     if (!node.inputs.some((i) => i && needs(i))) continue;
     const emittedFrom = g.nodes.length;
     const outGrads = node.outputs.map((o) => (o ? total(o) : undefined));
-    if (!outGrads[0]) continue;
+    if (!outGrads.some(Boolean)) continue;
     const rule = gradientRules[ruleKey(node.op, node.domain)];
-    if (!rule) throw new UserError(`node ${node.name} uses op ${node.domain ? `${node.domain}.` : ''}${node.op}, which has no gradient rule; remove it from the path to the loss or add a rule in src/autodiff/rules.ts`);
+    if (!rule) throw unsupportedOp(node);
     const ctx = new GradContext(g, b, node, outGrads, needs, symbolic);
     const inGrads = rule(ctx);
     inferShapes(g, symbolic, emittedFrom);
@@ -92,9 +92,23 @@ export function differentiate(g: Graph, options: DifferentiateOptions): Map<stri
     result.set(w, name);
   }
   lowerMarkers(g);
+  requireScatterReduction(g);
   elideIdentities(g, new Set(result.values()));
   inferShapes(g);
   return result;
+}
+
+/**
+ * The MaxPool and Gather gradients scatter-add (ScatterElements/ScatterND `reduction`, opset 16).
+ * Opsets 14 and 15 differ from 16 only in accepted types and in RoiAlign's default coordinate mode,
+ * which is pinned, so such graphs move to 16; older ones must be re-exported.
+ */
+function requireScatterReduction(g: Graph): void {
+  const scatters = g.nodes.some((n) => (n.op === 'ScatterElements' || n.op === 'ScatterND') && n.attrs.reduction);
+  if (!scatters || g.opset >= 16) return;
+  if (g.opset < 14) throw new UserError(`the model uses opset ${g.opset}; its MaxPool or Gather gradient needs opset 14 or later: re-export it with opset_version=14 (or later)`);
+  for (const n of g.nodes) if (n.op === 'RoiAlign' && !n.attrs.coordinate_transformation_mode) n.attrs.coordinate_transformation_mode = { s: 'output_half_pixel' };
+  g.opset = 16;
 }
 
 /**

@@ -1,30 +1,27 @@
 /**
  * Graph rewrites around differentiation. Before: training-mode BatchNormalization becomes batch
- * statistics + a marker node (so the backward uses the fused rule and running stats follow PyTorch's
- * unbiased update), and MaxPool/Dropout expose the outputs their gradients read. After: markers
- * become plain ai.onnx ops, so saved graphs hold standard ops only.
+ * statistics from plain ops + a marker node (so the backward uses the fused rule and running stats
+ * follow PyTorch's unbiased update), and MaxPool, Dropout and LayerNormalization expose the outputs
+ * their gradients read. After: markers become plain ai.onnx ops, so saved graphs hold standard ops only.
  */
 import { Builder } from '../onnx/builder.ts';
-import { type Graph, type Node, attrFloat, attrInt } from '../onnx/graph.ts';
+import { UserError } from '../errors.ts';
+import { type Dim, type Graph, type Node, attrFloat, attrInt } from '../onnx/graph.ts';
 import { DataType } from '../onnx/proto.ts';
 import { MARKER_DOMAIN } from './rules.ts';
 
-/**
- * How training-mode BatchNormalization runs forward: 'fused' uses ONNX's training kernel (fastest on
- * the CPU provider); 'ops' computes the batch statistics with ReduceMean/Sub/Mul and normalises with
- * an inference-mode BatchNormalization, for providers without a training kernel (WebGPU).
- */
-export type BatchNormForward = 'fused' | 'ops';
-
-export function prepareForDifferentiation(g: Graph, batchNorm: BatchNormForward = 'fused'): void {
+export function prepareForDifferentiation(g: Graph): void {
   const b = new Builder(g, 'fwd');
   const pending = g.nodes;
   g.nodes = [];
   for (const node of pending) {
     if (node.op === 'MaxPool' && !node.outputs[1]) node.outputs[1] = g.fresh(`${node.name}/indices`);
+    if (node.op === 'LayerNormalization') {
+      for (const [k, what] of [[1, 'mean'], [2, 'invstd']] as const) if (!node.outputs[k]) node.outputs[k] = g.fresh(`${node.name}/${what}`);
+    }
     if (node.op === 'Dropout' && node.inputs[2] && !node.outputs[1]) node.outputs[1] = g.fresh(`${node.name}/mask`);
     if (node.op === 'BatchNormalization' && node.domain === '' && attrInt(node, 'training_mode', 0) === 1) {
-      lowerTrainingBatchNorm(g, b, node, batchNorm);
+      lowerTrainingBatchNorm(g, b, node);
       continue;
     }
     g.nodes.push(node);
@@ -32,27 +29,27 @@ export function prepareForDifferentiation(g: Graph, batchNorm: BatchNormForward 
 }
 
 /**
- * y = BN(x) with batch statistics, as PyTorch's train() mode computes it. ONNX's own training-mode
- * kernel runs the forward in one fused op: with momentum 0 its "running" outputs are exactly the batch
- * mean and (biased) variance, which the backward and PyTorch's running-stat update (unbiased variance,
- * where ONNX would use the biased one) then read.
+ * y = BN(x) with batch statistics, as PyTorch's train() mode computes it: mean and biased variance
+ * from plain reductions, then an inference-mode BatchNormalization. ONNX's training-mode kernel is
+ * never emitted: ORT registers its running-stat outputs as aliases of its inputs and writes them in
+ * place, and its optimizer merges equal constant inputs (another node's placeholders, or a BN weight of
+ * ones), so a backward reading those outputs read whatever the last writer left (docs/autodiff.md).
+ * The statistics here are ordinary values no kernel may write over. The running statistics follow
+ * PyTorch's update (unbiased variance, where ONNX's kernel would use the biased one).
  */
-function lowerTrainingBatchNorm(g: Graph, b: Builder, node: Node, forward: BatchNormForward): void {
+function lowerTrainingBatchNorm(g: Graph, b: Builder, node: Node): void {
   const [x, scale, bias, runMean, runVar] = node.inputs;
   const [y, newMean, newVar] = node.outputs;
   const epsilon = attrFloat(node, 'epsilon', 1e-5);
   const onnxMomentum = attrFloat(node, 'momentum', 0.9);
-  const [mean, variance] = forward === 'ops' ? batchStatistics(g, b, x) : [g.fresh(`${node.name}/batch_mean`), g.fresh(`${node.name}/batch_var`)];
-  if (forward === 'ops') {
-    // Statistics as inputs, one output: the marker lowers to an inference-mode BatchNormalization.
-    b.opN('BatchNormalizationTrain', [x, scale, bias, mean, variance], { epsilon }, [y], MARKER_DOMAIN);
-  } else {
-    lowerFusedBatchNorm(g, b, node, [mean, variance], epsilon);
-  }
+  const shape = g.info(x)?.shape;
+  if (!shape) throw new UserError(`node ${node.name} (BatchNormalization): the shape of its input ${x} is unknown; give the model's inputs full shapes`);
+  const { mean, variance, centred, count } = batchStatistics(b, x, shape);
+  // `centred` rides along so the backward reuses it instead of subtracting the mean again.
+  b.opN('BatchNormalizationTrain', [x, scale, bias, mean, variance, centred], { epsilon }, [y], MARKER_DOMAIN);
   g.extraOpsets.set(MARKER_DOMAIN, 1);
   if (newMean || newVar) {
     const m = 1 - onnxMomentum;
-    const count = b.op('Div', [b.op('Cast', [b.op('Size', [x])], { to: DataType.float }), b.op('Cast', [b.op('Size', [mean])], { to: DataType.float })]);
     const unbiased = b.op('Div', [b.op('Mul', [variance, count]), b.op('Sub', [count, b.scalar(1)])]);
     const ema = (run: string, batch: string, out: string) => b.op('Add', [b.op('Mul', [run, b.scalar(onnxMomentum)]), b.op('Mul', [batch, b.scalar(m)])], {}, out);
     if (newMean) ema(runMean, mean, newMean);
@@ -60,33 +57,22 @@ function lowerTrainingBatchNorm(g: Graph, b: Builder, node: Node, forward: Batch
   }
 }
 
-/** Per-channel batch mean and biased variance of an NC… tensor, as [C] vectors. */
-function batchStatistics(g: Graph, b: Builder, x: string): [string, string] {
-  const rank = g.info(x)?.shape?.length ?? 4;
+/** Per-channel batch mean and biased variance of an NC… tensor as [C] vectors, x − mean, and the element count per channel. */
+function batchStatistics(b: Builder, x: string, shape: Dim[]): { mean: string; variance: string; centred: string; count: string } {
+  const { g } = b;
+  const rank = shape.length;
   const axes = [0, ...Array.from({ length: rank - 2 }, (_, k) => k + 2)];
-  const reduceMean = (v: string) => (g.opset >= 18
-    ? b.op('ReduceMean', [v, b.ints(axes)], { keepdims: 0 })
-    : b.op('ReduceMean', [v], { axes, keepdims: 0 }));
-  const mean = reduceMean(x);
+  const reduce = (op: string, v: string) => (g.opset >= 18
+    ? b.op(op, [v, b.ints(axes)], { keepdims: 0 })
+    : b.op(op, [v], { axes, keepdims: 0 }));
+  const dims = axes.map((a) => shape[a]);
+  const count = dims.every((d) => typeof d === 'number')
+    ? b.scalar((dims as number[]).reduce((p, q) => p * q, 1))
+    : b.op('Div', [b.op('Cast', [b.op('Size', [x])], { to: DataType.float }), b.op('Cast', [b.op('Slice', [b.op('Shape', [x]), b.ints([1]), b.ints([2])])], { to: DataType.float })]);
+  const mean = reduce('ReduceMean', x);
   const view = rank > 2 ? b.op('Unsqueeze', [mean, b.ints(axes.slice(1).map((a) => a - 1))]) : mean;
   const centred = b.op('Sub', [x, view]);
-  return [mean, reduceMean(b.op('Mul', [centred, centred]))];
-}
-
-function lowerFusedBatchNorm(g: Graph, b: Builder, node: Node, [mean, variance]: string[], epsilon: number): void {
-  const [x, scale, bias] = node.inputs;
-  const [y] = node.outputs;
-  // ORT's kernel may write its statistics over its running-stat inputs (registered in-place; seen to
-  // overwrite the caller's buffers), so each node gets placeholders of its own; with momentum 0 their
-  // values do not matter, and the real running statistics stay intact.
-  const channels = g.info(scale)?.shape?.[0];
-  if (typeof channels !== 'number') throw new Error(`internal: BatchNormalization ${node.name} needs a fixed channel count`);
-  const placeholders = ['mean', 'var'].map((kind) => {
-    const name = g.fresh(`${node.name}/placeholder_${kind}`);
-    g.initializers.set(name, { dtype: 'float', dims: [channels], data: new Float32Array(channels).fill(kind === 'var' ? 1 : 0) });
-    return name;
-  });
-  b.opN('BatchNormalizationTrain', [x, scale, bias, ...placeholders], { epsilon }, [y, mean, variance], MARKER_DOMAIN);
+  return { mean, variance: b.op('Div', [reduce('ReduceSumSquare', centred), count]), centred, count };
 }
 
 /** Replaces marker ops by their ai.onnx forward meaning and drops the marker opset. */
@@ -97,9 +83,9 @@ export function lowerMarkers(g: Graph): void {
       node.op = 'Identity';
       node.inputs = [node.inputs[0]];
     } else if (node.op === 'BatchNormalizationTrain') {
+      // Inference mode over the batch statistics; `centred` was only for the backward.
       node.op = 'BatchNormalization';
-      // Fused form (3 outputs): the training kernel, whose momentum-0 "running" outputs are the batch stats.
-      if (node.outputs.length === 3) Object.assign(node.attrs, { training_mode: { i: 1 }, momentum: { f: 0 } });
+      node.inputs = node.inputs.slice(0, 5);
     } else throw new Error(`internal: unknown marker ${node.op}`);
     node.domain = '';
   }

@@ -6,7 +6,7 @@
 import { UserError } from '../errors.ts';
 import { DataType } from '../onnx/proto.ts';
 import { type GradContext, type GradRule } from './context.ts';
-import { chooseConvRecipes, convGeometry, convInputGrad, convWeightGrad } from './conv.ts';
+import { chooseConvRecipes, convGeometry, convInputGrad, convWeightGrad, groupedConvInputGrad, groupedConvWeightGrad } from './conv.ts';
 
 /** Marker ops of the private domain: differentiated here, lowered to plain ai.onnx afterwards. */
 export const MARKER_DOMAIN = 'ort_dann';
@@ -41,18 +41,16 @@ function perChannelCount(c: GradContext, x: string): string {
 
 /**
  * Batch-statistics BatchNormalization backward: dX = dY·k1 + (X−mean)·k2 + k3 with per-channel k's, so only two full
- * reductions touch dY. It centres X first, so no term subtracts two large nearly equal sums.
+ * reductions touch dY. It works on the centred X, so no term subtracts two large nearly equal sums. Inputs 3–5
+ * (mean, variance, X − mean; see lower.ts) are functions of X whose derivative the formula already holds.
  */
 const batchNormTrain: GradRule = (c) => {
-  const [x, scale] = c.node.inputs;
-  // Fused form: statistics are outputs 1 and 2; 'ops' form: inputs 3 and 4 (see lower.ts).
-  const [mean, variance] = c.node.outputs.length === 3 ? c.node.outputs.slice(1) : c.node.inputs.slice(3, 5);
+  const [x, scale, , , variance, centred] = c.node.inputs;
   const rank = c.rank(x);
   const axes = channelAxes(rank);
   const view = (v: string) => channelView(c, v, rank);
   const go = c.GO();
   const invstd = c.op('Reciprocal', [c.op('Sqrt', [c.op('Add', [variance, c.b.scalar(c.float('epsilon', 1e-5))])])]);
-  const centred = c.op('Sub', [x, view(mean)]);
   const db = c.reduceSum(go, axes, false);
   const dscale = mul(c, c.reduceSum(mul(c, go, centred), axes, false), invstd);
   let dx: string | undefined;
@@ -63,7 +61,7 @@ const batchNormTrain: GradRule = (c) => {
     const k3 = c.op('Neg', [c.op('Div', [mul(c, k1, db), m])]);
     dx = c.op('Add', [mul(c, go, view(k1)), c.op('Add', [mul(c, centred, view(k2)), view(k3)])]);
   }
-  return [dx, c.needs(1) ? dscale : undefined, c.needs(2) ? db : undefined, undefined, undefined];
+  return [dx, c.needs(1) ? dscale : undefined, c.needs(2) ? db : undefined];
 };
 
 /** Inference-mode BatchNormalization: a per-channel affine map with constant statistics. */
@@ -218,8 +216,11 @@ function averagePoolGrad(c: GradContext): string {
   }
   const scaled = mul(c, c.GO(), c.b.constant('float', counts, [1, 1, OH as number, OW as number]));
   const ones = c.b.constant('float', new Float32Array((C as number) * k[0] * k[1]).fill(1), [C as number, 1, k[0], k[1]]);
-  const outPad = [0, 1].map((i) => ((i ? W : H) as number) - (((i ? OW : OH) as number) - 1) * s[i] - k[i] + p[i] + p[i + 2]);
-  return c.op('ConvTranspose', [scaled, ones], { group: C as number, kernel_shape: k, strides: s, pads: p, output_padding: outPad });
+  // ceil_mode: the last windows may reach past the end pad; widening the end pad crops their overhang.
+  const overhang = [0, 1].map((i) => Math.max(0, (((i ? OW : OH) as number) - 1) * s[i] + k[i] - ((i ? W : H) as number) - p[i] - p[i + 2]));
+  const pads = [p[0], p[1], p[2] + overhang[0], p[3] + overhang[1]];
+  const outPad = [0, 1].map((i) => ((i ? W : H) as number) - (((i ? OW : OH) as number) - 1) * s[i] - k[i] + pads[i] + pads[i + 2]);
+  return c.op('ConvTranspose', [scaled, ones], { group: C as number, kernel_shape: k, strides: s, pads, output_padding: outPad });
 }
 
 /** MaxPool backward: scatter-add dY at the argmax indices (flattened over the whole NCHW tensor). */
@@ -282,6 +283,82 @@ function softmaxCrossEntropyGrad(c: GradContext): (string | undefined)[] {
   return [c.op('Div', [scaled, count])];
 }
 
+/**
+ * LayerNormalization over axes [axis, rank): with x̂ = (x − mean)·invstd and g = dY·scale,
+ * dX = invstd·(g − mean(g) − x̂·mean(g·x̂)); dScale and dB sum over the leading axes. The node's
+ * Mean and InvStdDev outputs (exposed in lower.ts) are ordinary outputs, not in-place buffers.
+ */
+function layerNormGrad(c: GradContext): (string | undefined)[] {
+  const [x, scale, bias] = c.node.inputs;
+  const [, mean, invstd] = c.node.outputs;
+  if (!mean || !invstd) throw new Error('internal: LayerNormalization must expose Mean and InvStdDev before differentiation');
+  const rank = c.rank(x);
+  const axis = c.int('axis', -1) < 0 ? c.int('axis', -1) + rank : c.int('axis', -1);
+  const normAxes = Array.from({ length: rank - axis }, (_, k) => axis + k);
+  const leadAxes = Array.from({ length: axis }, (_, k) => k);
+  const go = c.GO();
+  const xhat = mul(c, c.op('Sub', [x, mean]), invstd);
+  const paramGrad = (v: string, input: string) => c.reshapeLike(c.reduceSum(v, leadAxes, false), input);
+  let dx: string | undefined;
+  if (c.needs(0)) {
+    const g = mul(c, go, scale);
+    const centred = c.op('Sub', [g, c.reduceMean(g, normAxes, true)]);
+    dx = mul(c, invstd, c.op('Sub', [centred, mul(c, xhat, c.reduceMean(mul(c, g, xhat), normAxes, true))]));
+  }
+  return [dx, c.needs(1) ? paramGrad(mul(c, go, xhat), scale) : undefined, c.needs(2) ? paramGrad(go, bias) : undefined];
+}
+
+/** Split: the output gradients concatenated back; an output without one contributes zeros. */
+function splitGrad(c: GradContext): string {
+  const rank = c.rank(c.I(0));
+  const axis = ((c.int('axis', 0) % rank) + rank) % rank;
+  const parts = c.node.outputs.map((o, i) => (c.hasGO(i) ? c.GO(i)
+    : c.op('ConstantOfShape', [c.shapeOf(o)], { value: { t: { dtype: 'float', dims: [1], data: new Float32Array([0]) } } })));
+  return parts.length === 1 ? parts[0] : c.op('Concat', parts, { axis });
+}
+
+/**
+ * Gather along one axis: dY scattered (added, for repeated indices) into zeros shaped like the data.
+ * A constant scalar index (a class token, x[:, 0]) needs no scatter: dY padded into place.
+ */
+function gatherGrad(c: GradContext): string {
+  const [data, indices] = c.node.inputs;
+  const shape = c.shape(data);
+  const rank = shape.length;
+  const axis = ((c.int('axis', 0) % rank) + rank) % rank;
+  const index = c.constInts(1);
+  const dim = shape[axis];
+  if (index && index.length === 1 && c.rank(indices) === 0 && typeof dim === 'number') {
+    const at = index[0] < 0 ? index[0] + dim : index[0];
+    const pads = new Array(2 * rank).fill(0);
+    pads[axis] = at;
+    pads[axis + rank] = dim - at - 1;
+    return c.op('Pad', [c.op('Unsqueeze', [c.GO(), c.b.ints([axis])]), c.b.ints(pads)]);
+  }
+  // ScatterND writes along the leading axis: move `axis` to the front of the data and of dY.
+  const qRank = c.rank(indices);
+  const toFront = [axis, ...Array.from({ length: rank }, (_, k) => k).filter((k) => k !== axis)];
+  const goFront = [...Array.from({ length: qRank }, (_, k) => axis + k), ...Array.from({ length: axis }, (_, k) => k), ...Array.from({ length: rank - axis - 1 }, (_, k) => axis + qRank + k)];
+  const frontShape = c.op('Gather', [c.op('Shape', [data]), c.b.ints(toFront)], { axis: 0 });
+  const zeros = c.op('ConstantOfShape', [frontShape], { value: { t: { dtype: 'float', dims: [1], data: new Float32Array([0]) } } });
+  const size = c.op('Gather', [c.op('Shape', [data]), c.b.constant('int64', [axis], [])], { axis: 0 });
+  const wrapped = c.op('Where', [c.op('Less', [indices, c.b.constant('int64', [0], [])]), c.op('Add', [indices, size]), indices]);
+  const updates = axis === 0 ? c.GO() : c.op('Transpose', [c.GO()], { perm: goFront });
+  const scattered = c.op('ScatterND', [zeros, c.op('Unsqueeze', [wrapped, c.b.ints([-1])]), updates], { reduction: 'add' });
+  return axis === 0 ? scattered : c.op('Transpose', [scattered], { perm: toFront.map((_, k) => toFront.indexOf(k)) });
+}
+
+/** Clip's pass-through mask, from its input: inside [min, max] inclusive (torch.clamp's backward). */
+function clipGrad(c: GradContext): string {
+  if (c.needs(1) || c.needs(2)) throw new UserError(`node ${c.node.name} (Clip): its min and max must be constants to differentiate`);
+  const x = c.I(0);
+  const conds: string[] = [];
+  if (c.node.inputs[1]) conds.push(c.op('GreaterOrEqual', [x, c.I(1)]));
+  if (c.node.inputs[2]) conds.push(c.op('LessOrEqual', [x, c.I(2)]));
+  if (conds.length === 0) return c.GO();
+  return c.op('Where', [conds.length === 2 ? c.op('And', conds) : conds[0], c.GO(), c.b.scalar(0)]);
+}
+
 export const gradientRules: Record<string, GradRule> = {
   Identity: passThrough,
   Dropout: (c) => [isTrainingDropout(c) ? mul(c, mul(c, c.GO(), c.op('Cast', [c.O(1)], { to: DataType.float })), c.b.scalar(dropoutScale(c))) : c.GO()],
@@ -291,6 +368,14 @@ export const gradientRules: Record<string, GradRule> = {
   Tanh: (c) => [mul(c, c.GO(), c.op('Sub', [c.b.scalar(1), mul(c, c.O(0), c.O(0))]))],
   Softplus: (c) => [mul(c, c.GO(), c.op('Sigmoid', [c.I(0)]))],
   Exp: (c) => [mul(c, c.GO(), c.O(0))],
+  Erf: (c) => [mul(c, c.GO(), mul(c, c.op('Exp', [c.op('Neg', [mul(c, c.I(0), c.I(0))])]), c.b.scalar(2 / Math.sqrt(Math.PI))))],
+  // PyTorch's backward: 0 below −3, x/3 + ½ up to 3 inclusive, 1 above.
+  HardSwish: (c) => [c.op('Where', [c.op('Less', [c.I(0), c.b.scalar(-3)]), c.b.scalar(0),
+    c.op('Where', [c.op('LessOrEqual', [c.I(0), c.b.scalar(3)]), mul(c, c.GO(), c.op('Add', [mul(c, c.I(0), c.b.scalar(1 / 3)), c.b.scalar(0.5)])), c.GO()])])],
+  // y = clamp(alpha·x + beta, 0, 1): slope alpha strictly inside the ramp, read from the output.
+  HardSigmoid: (c) => [c.op('Where', [c.op('And', [c.op('Greater', [c.O(0), c.b.scalar(0)]), c.op('Less', [c.O(0), c.b.scalar(1)])]),
+    mul(c, c.GO(), c.b.scalar(c.float('alpha', 0.2))), c.b.scalar(0)])],
+  Clip: (c) => [clipGrad(c)],
   Log: (c) => [c.op('Div', [c.GO(), c.I(0)])],
   Sqrt: (c) => [c.op('Div', [c.GO(), mul(c, c.O(0), c.b.scalar(2))])],
   Reciprocal: (c) => [c.op('Neg', [mul(c, c.GO(), mul(c, c.O(0), c.O(0)))])],
@@ -333,6 +418,9 @@ export const gradientRules: Record<string, GradRule> = {
     return [c.op('Transpose', [c.GO()], { perm: inverse })];
   },
   Concat: concatGrad,
+  Split: (c) => [splitGrad(c)],
+  Gather: (c) => [gatherGrad(c)],
+  LayerNormalization: layerNormGrad,
   Slice: (c) => [sliceGrad(c)],
   Pad: (c) => {
     const mode = c.node.attrs.mode && 's' in c.node.attrs.mode ? c.node.attrs.mode.s : 'constant';
@@ -365,6 +453,14 @@ export const gradientRules: Record<string, GradRule> = {
   SoftmaxCrossEntropyLoss: softmaxCrossEntropyGrad,
   Conv: (c) => {
     const geo = convGeometry(c);
+    const groups = c.int('group', 1);
+    if (groups > 1) {
+      return [
+        c.needs(0) ? groupedConvInputGrad(c, geo, groups) : undefined,
+        c.needs(1) ? groupedConvWeightGrad(c, geo, groups) : undefined,
+        c.needs(2) ? c.reduceSum(c.GO(), [0, 2, 3], false) : undefined,
+      ];
+    }
     const recipes = chooseConvRecipes(geo);
     return [
       c.needs(0) ? convInputGrad(c, geo, recipes.dx) : undefined,

@@ -21,6 +21,9 @@ export const commands: CommandEntry[] = [
   { name: 'predict', load: async () => (await import('./predict.ts')).predictCommand },
   { name: 'evaluate', load: async () => (await import('./evaluate.ts')).evaluateCommand },
   { name: 'compare', load: async () => (await import('./compare.ts')).compareCommand },
+  { name: 'sweep', load: async () => (await import('./sweep.ts')).sweepCommand },
+  { name: 'agent', load: async () => (await import('./agent.ts')).agentCommand },
+  { name: 'install-cuda', load: async () => (await import('./install-cuda.ts')).installCudaCommand },
 ];
 
 /** The modules needed to parse `argv`: the named command's alone, or all of them (help, unknown command). */

@@ -11,7 +11,9 @@ import { UserError } from '../errors.ts';
 import { evaluateModel, type Evaluation, writeEvaluation } from '../export/evaluate.ts';
 import { openInferenceModel } from '../export/runtime.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
+import { improves, Rmse } from '../metrics.ts';
 import { readManifest } from '../onnx/manifest.ts';
+import { demoDataDir, without } from './flags.ts';
 import { runTrain, trainFlags } from './train.ts';
 
 type Args = Record<string, unknown>;
@@ -19,7 +21,7 @@ type Args = Record<string, unknown>;
 interface Row { output: string; sourceOnly: number; dann: number; better: boolean }
 
 export function compareReport(sourceOnly: Evaluation, dann: Evaluation): { rows: Row[]; markdown: string } {
-  const rows: Row[] = sourceOnly.outputs.map((o, k) => ({ output: o.name, sourceOnly: o.rmse, dann: dann.outputs[k].rmse, better: dann.outputs[k].rmse < o.rmse }));
+  const rows: Row[] = sourceOnly.outputs.map((o, k) => ({ output: o.name, sourceOnly: o.rmse, dann: dann.outputs[k].rmse, better: improves(Rmse.direction, dann.outputs[k].rmse, o.rmse) }));
   const wins = rows.filter((r) => r.better).length;
   const lines = [
     '# Source-only vs DANN on the labelled target images',
@@ -43,16 +45,15 @@ export function compareReport(sourceOnly: Evaluation, dann: Evaluation): { rows:
 export const compareCommand: CommandModule<object, Args> = {
   command: 'compare',
   describe: 'Train source-only and DANN with the same seed and budget, evaluate both on labelled target images, write a report',
-  builder: (y) => y.options(trainFlags as Record<string, Options>).option('out-dir', { type: 'string', describe: 'Where both runs and the report go (default runs/compare-<time>)' }),
+  // Both runs start from scratch in --out-dir, one of them source-only: --resume, --run-dir and --no-domain mean nothing here.
+  builder: (y) => y.options(without(trainFlags, 'resume', 'run-dir', 'domain') as Record<string, Options>).option('out-dir', { type: 'string', describe: 'Where both runs and the report go (default runs/compare-<time>)' }),
   handler: async (args) => {
-    if (args.resume) throw new UserError('--resume: compare always trains both runs from the start; resume a single run with `ort-dann train --resume`');
-    if (args.domain === false) throw new UserError('--no-domain: compare trains the source-only run itself; drop the flag');
     const outDir = resolve(String(args['out-dir'] ?? join('runs', `compare-${new Date().toISOString().replace(/[:.]/g, '-').replace(/Z$/, '')}`)));
     let targetVal = args['target-val'] as string | undefined;
     let labels = args['target-labels'] as string | undefined;
     if (args.target === undefined) {
       const size = Number(args['image-size'] ?? (args.artifacts ? readManifest(String(args.artifacts)).config.imageSize : 128));
-      const demo = await ensureDemoData({ out: join('data', `demo-${size}px`), size, seed: 0 });
+      const demo = await ensureDemoData({ out: demoDataDir(size), size, seed: 0 });
       [targetVal, labels] = [demo.targetVal, demo.targetValLabels];
     }
     if (!labels) throw new UserError('--target-labels: compare needs labels for the --target-val images to measure target error');

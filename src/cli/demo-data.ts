@@ -1,20 +1,21 @@
 import type { CommandModule } from 'yargs';
 import { generateDemoData } from '../data/demo.ts';
+import { demoDataDir } from './flags.ts';
 
-interface DemoDataArgs { out: string; size: number; train: number; val: number; 'source-val': number; seed: number }
+interface DemoDataArgs { out?: string; size: number; train: number; val: number; 'source-val': number; seed: number }
 
 export const demoDataCommand: CommandModule<object, DemoDataArgs> = {
   command: 'demo-data',
   describe: 'Write the built-in domain-shift demo: particle images through a different microscope (target train/val, labels kept apart for evaluation) and a labelled source-val folder',
   builder: (y) => y
-    .option('out', { type: 'string', default: 'data/demo', describe: 'Folder to write (replaces an earlier demo folder there)' })
+    .option('out', { type: 'string', describe: 'Folder to write, replacing an earlier demo there (default: data/demo-<size>px, where train and compare look for it)' })
     .option('size', { type: 'number', default: 128, describe: 'Image side in pixels' })
     .option('train', { type: 'number', default: 1000, describe: 'Target training images' })
     .option('val', { type: 'number', default: 250, describe: 'Target validation images' })
     .option('source-val', { type: 'number', default: 250, describe: 'Labelled source-domain validation images (0 = none)' })
     .option('seed', { type: 'number', default: 0, describe: 'Seed of the demo scenes and noise' }),
   handler: async (args) => {
-    const d = await generateDemoData({ out: args.out, size: args.size, train: args.train, val: args.val, sourceVal: args['source-val'], seed: args.seed });
+    const d = await generateDemoData({ out: args.out ?? demoDataDir(args.size), size: args.size, train: args.train, val: args.val, sourceVal: args['source-val'], seed: args.seed });
     const lines = [
       `wrote ${d.out} in ${d.seconds.toFixed(1)} s:`,
       `  ${d.targetTrain}/images (${args.train} unlabelled target images; labels for evaluation in ${d.targetTrainLabels})`,

@@ -3,30 +3,33 @@ import type { CommandModule } from 'yargs';
 import { NORMALIZATION_NAMES, NO_NORMALIZATION, normalizationFromName } from '../data/normalization.ts';
 import { loadCheckpoint } from '../export/checkpoint.ts';
 import { exportInferenceModel } from '../export/export.ts';
+import { renamedFlag } from './flags.ts';
 
-interface Args { checkpoint: string; artifacts?: string; out?: string; 'with-domain': boolean; normalize?: string; 'run-id'?: string }
+const NORMALIZATION_FLAG = { type: 'string', choices: [...NORMALIZATION_NAMES], describe: "Normalization the model was trained with (default: as recorded in the checkpoint or the run's model.onnx, else none)" } as const;
+
+interface Args { checkpoint: string; artifacts?: string; out?: string; 'with-domain': boolean; normalization?: string; 'run-id'?: string }
 
 export const exportCommand: CommandModule<object, Args> = {
   command: 'export',
   describe: 'Write the inference ONNX of a trained checkpoint: BatchNorm folded, images -> prediction, preprocessing in its metadata',
-  builder: (y) => y
+  builder: (y) => renamedFlag(y, 'normalize', 'normalization', NORMALIZATION_FLAG)
     .option('checkpoint', { type: 'string', demandOption: true, describe: 'Run directory (runs/<name>: its best, else latest, checkpoint), artifacts folder, or .safetensors file' })
     .option('artifacts', { type: 'string', describe: 'build-artifacts folder whose manifest.json describes the model (default: beside the checkpoint)' })
     .option('out', { type: 'string', describe: 'Model file to write (default: model.onnx in the run or artifacts folder)' })
     .option('with-domain', { type: 'boolean', default: false, describe: 'Also output features [N,F] and domain_logit [N,1]' })
-    .option('normalize', { type: 'string', choices: [...NORMALIZATION_NAMES], describe: "Normalization the model was trained with (default: as recorded in the checkpoint or the run's model.onnx, else none)" })
+    .option('normalization', NORMALIZATION_FLAG)
     .option('run-id', { type: 'string', describe: "Training run id to record (default: as recorded in the checkpoint or the run's model.onnx)" }),
   handler: async (args) => {
     const started = Date.now();
     const ckpt = await loadCheckpoint(args.checkpoint, args.artifacts);
-    const normalization = args.normalize ? normalizationFromName(args.normalize) : ckpt.normalization ?? NO_NORMALIZATION;
+    const normalization = args.normalization ? normalizationFromName(args.normalization) : ckpt.normalization ?? NO_NORMALIZATION;
     const out = args.out ?? join(args.artifacts ? dirname(ckpt.file) : ckpt.manifestDir, 'model.onnx');
     const r = await exportInferenceModel({
       manifest: ckpt.manifest, checkpoint: ckpt.tensors, out, withDomain: args['with-domain'],
       metadata: { normalization, runId: args['run-id'] ?? ckpt.runId, sourceCommit: ckpt.sourceCommit },
     });
     const m = r.metadata;
-    const source = args.normalize ? '' : ckpt.recordedIn ? ` (as recorded in ${ckpt.recordedIn})` : ' (none recorded with the checkpoint; pass --normalize if training used another)';
+    const source = args.normalization ? '' : ckpt.recordedIn ? ` (as recorded in ${ckpt.recordedIn})` : ' (none recorded with the checkpoint; pass --normalization if training used another)';
     process.stdout.write(`wrote ${out} from ${ckpt.file}: ${m.backbone} at ${m.imageSize} px, outputs ${m.outputs.join(', ')} (${m.outputNames.join(', ')}), `
       + `${r.foldedBatchNorms} BatchNorms folded, normalization ${m.normalization.kind}${source}, ${(r.bytes / 1e6).toFixed(1)} MB (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
   },

@@ -76,7 +76,7 @@ export const predictCommand: CommandModule<object, Args> = {
     // yargs fills a variadic positional through duplicate-argument arrays, which the CLI turns off
     // globally (the last of a repeated flag wins); turn them back on here and keep last-wins per flag.
     .parserConfiguration({ 'duplicate-arguments-array': true })
-    .positional('images', { type: 'string', array: true, demandOption: true, describe: 'Image files and folders (a folder: its image files, not recursive)' })
+    .positional('images', { type: 'string', array: true, demandOption: true, default: undefined, describe: 'Image files and folders (a folder: its image files, not recursive)' })
     .option('model', { type: 'string', demandOption: true, coerce: lastValue<string>, describe: 'Exported model (ort-dann export)' })
     .option('out', { type: 'string', coerce: lastValue<string>, describe: 'Write predictions to this .csv or .json file (default: CSV on stdout)' })
     .option('ep', { type: 'string', choices: [...EXECUTION_PROVIDERS], default: 'cpu', coerce: lastValue<string>, describe: 'ONNX Runtime execution provider' })

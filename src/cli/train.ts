@@ -13,18 +13,22 @@ import { CHECKPOINT_META } from '../export/checkpoint.ts';
 import { exportInferenceModel } from '../export/export.ts';
 import { quietRuntimeLog } from '../export/runtime.ts';
 import { readManifest } from '../onnx/manifest.ts';
-import { createTracking, trackingFlags, trackingOptionsFromArgs } from '../tracking/index.ts';
+import { createTracking } from '../tracking/index.ts';
 import { lrFind, plotLrFind } from '../training/lr-find.ts';
-import { concatBatches, fit, type ResumeState } from '../training/loop.ts';
+import { EarlyStopping, NanPolicy, type ResumeState, SaveCheckpoints } from '../training/callbacks.ts';
+import { combineBatches, dannTrainStep } from '../training/dann-step.ts';
+import { fit, validationFor } from '../training/loop.ts';
 import { EpochProgress } from '../training/progress.ts';
 import { Recorder } from '../training/recorder.ts';
 import { fineTuneDannPlan } from '../training/schedules.ts';
 import { type ExecutionProvider, TrainingSession } from '../training/session.ts';
 import type { BatchSource } from '../training/types.ts';
-import { buildArtifacts } from '../../tools/build-artifacts.ts';
-import { makeConfig } from '../../tools/model/config.ts';
+import { buildArtifacts } from '../model/build-artifacts.ts';
+import { makeConfig } from '../model/config.ts';
 import { recoverAtomicDir, writeFileAtomic } from '../io/atomic.ts';
 import { defaultArtifactsDir } from './build-artifacts.ts';
+import { demoDataDir, trackingOptionsFromArgs, wandbFlags, without } from './flags.ts';
+import { applySweepEnvironment } from '../sweep/run-env.ts';
 
 const num = (describe: string, extra: Partial<Options> = {}): Options => ({ type: 'number', describe, ...extra });
 
@@ -43,7 +47,8 @@ export const trainFlags = {
   'lambda-domain': num('Weight of the domain loss', { default: 0.1 }),
   domain: { type: 'boolean', default: true, describe: 'Train with the domain classifier and GRL; --no-domain trains the source-only baseline' },
   monitor: { type: 'string', default: 'valid_loss', describe: 'Metric that picks the best checkpoint (e.g. valid_loss, target_rmse_num_particles, domain_accuracy)' },
-  'monitor-mode': { type: 'string', choices: ['min', 'max', 'auto'], default: 'auto', describe: 'Whether lower or higher is better (auto: max for accuracies, else min)' },
+  'monitor-mode': { type: 'string', choices: ['min', 'max', 'auto'], default: 'auto', describe: 'Whether lower or higher is better (auto: the metric\'s own direction)' },
+  patience: num('Stop once --monitor has not improved for this many epochs (early stopping; default: never)'),
   seed: num('Seed of data order, simulator and dropout masks', { default: 0 }),
   resume: { type: 'boolean', default: false, describe: 'Continue the run in --run-dir from its latest checkpoint' },
   ep: { type: 'string', choices: ['cpu', 'cuda', 'webgpu'], default: 'cpu', describe: 'ONNX Runtime execution provider' },
@@ -57,8 +62,8 @@ export const trainFlags = {
   'skip-bad-images': { type: 'boolean', default: false, describe: 'Skip unreadable target images with a warning instead of stopping' },
   'on-nan': { type: 'string', choices: ['stop', 'skip'], default: 'stop', describe: 'On a NaN/Inf loss or gradient: stop (keeping the last checkpoint) or skip the batch' },
   'sim-workers': num('Worker threads for simulator sources (default: 1)'),
-  ...trackingFlags,
-  wandb: { ...trackingFlags.wandb, alias: 'wandb-mode' },
+  ...wandbFlags,
+  wandb: { ...wandbFlags.wandb, alias: 'wandb-mode' },
 } as const satisfies Record<string, Options>;
 
 type Args = Record<string, unknown> & { [K in keyof typeof trainFlags]?: unknown };
@@ -82,11 +87,12 @@ interface Resolved {
   normalization: Normalization;
 }
 
-function resolveArgs(a: Args): Resolved {
+export function resolveArgs(a: Args): Resolved {
   const demo = a.target === undefined;
   if (demo && (a['target-val'] !== undefined || a['target-labels'] !== undefined)) throw new UserError('--target-val/--target-labels need --target (the unlabelled target training images)');
   if (!demo && a['target-val'] === undefined) throw new UserError('--target-val: give a folder of target validation images (the seed validates on both domains)');
-  const freezeEpochs = Number(a['freeze-epochs']);
+  // lr-find takes neither --freeze-epochs nor --lr.
+  const freezeEpochs = Number(a['freeze-epochs'] ?? 1);
   if (!Number.isInteger(freezeEpochs) || freezeEpochs < 0) throw new UserError(`--freeze-epochs ${a['freeze-epochs']}: must be 0 or a positive integer`);
   const runName = (a['run-name'] as string | undefined) ?? new Date().toISOString().replace(/[:.]/g, '-').replace(/Z$/, '');
   if (!/^[\w.-]+$/.test(runName)) throw new UserError(`--run-name ${runName}: use letters, digits, '.', '_' and '-' only`);
@@ -105,7 +111,7 @@ function resolveArgs(a: Args): Resolved {
   if (r.sourceSize < r.batchSize) throw new UserError(`--source-size ${r.sourceSize} is smaller than --batch-size ${r.batchSize}; an epoch needs at least one batch`);
   if (r.valSize < r.batchSize) throw new UserError(`--val-size ${r.valSize} is smaller than --batch-size ${r.batchSize}; validation needs at least one batch`);
   if (Number(a['lambda-domain']) < 0 || !Number.isFinite(Number(a['lambda-domain']))) throw new UserError(`--lambda-domain ${a['lambda-domain']}: must be a number ≥ 0`);
-  if (a.lr !== 'auto' && !(Number(a.lr) > 0 && Number.isFinite(Number(a.lr)))) throw new UserError(`--lr ${a.lr}: give a positive number such as 2e-3, or 'auto'`);
+  if (a.lr !== undefined && a.lr !== 'auto' && !(Number(a.lr) > 0 && Number.isFinite(Number(a.lr)))) throw new UserError(`--lr ${a.lr}: give a positive number such as 2e-3, or 'auto'`);
   return r;
 }
 
@@ -157,7 +163,7 @@ async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
   let targetVal = a['target-val'] as string | undefined;
   let targetLabels = a['target-labels'] as string | undefined;
   if (r.demo) {
-    const demoDir = join('data', `demo-${S}px`);
+    const demoDir = demoDataDir(S);
     process.stdout.write(`demo: no --target given; using the built-in domain-shift demo in ${demoDir}\n`);
     const demo = await ensureDemoData({ out: demoDir, size: S, seed: 0 });
     target = demo.targetTrain;
@@ -191,6 +197,8 @@ async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
 }
 
 export async function runTrain(a: Args): Promise<void> {
+  // Started by a sweep agent: the sweep's parameters, project and run id (docs/wandb-sweeps.md).
+  const sweep = applySweepEnvironment(a, trainFlags as Record<string, Options>);
   const resolved = resolveArgs(a);
   const resumeFrom = join(resolve(resolved.runDir), 'latest');
   // A run killed between the two renames of a checkpoint swap left <dir>.old-/.tmp-<pid>; put the checkpoints back first.
@@ -210,6 +218,12 @@ export async function runTrain(a: Args): Promise<void> {
         throw new UserError(`--resume: ${r.runDir} was trained with ${describe(was)}, but --artifacts ${artifacts} are ${describe(manifest.config)}; resume with the run's artifacts or start a new run`);
       }
     }
+    const monitor = String(a.monitor);
+    const validation = validationFor(session, p.targetVal);
+    const metric = validation.find(monitor);
+    if (!metric) throw new UserError(`--monitor ${monitor}: no such metric; choose one of ${validation.metrics.map((m) => m.name).join(', ')}`);
+    const direction = a['monitor-mode'] === 'auto' ? metric.direction : (a['monitor-mode'] as 'min' | 'max');
+    const patience = a.patience === undefined ? undefined : positive('patience', a.patience);
     await mkdir(runDir, { recursive: true });
     const log = pino({ level: 'info' }, pino.destination({ dest: join(runDir, 'train.log'), sync: false, mkdir: true }));
     // `ort-dann export --checkpoint <run>` then preprocesses as this run did, without its model.onnx.
@@ -225,8 +239,6 @@ export async function runTrain(a: Args): Promise<void> {
       baseLr = Number(a.lr);
     }
     const plan = fineTuneDannPlan({ epochs: r.epochs, freezeEpochs: r.freezeEpochs, baseLr, lrMult: Number(a['lr-mult']), nGroups: session.groupCount, nIter });
-    const monitor = String(a.monitor);
-    const mode = a['monitor-mode'] === 'auto' ? (/accuracy/.test(monitor) ? 'max' : 'min') : (a['monitor-mode'] as 'min' | 'max');
     const hyper = {
       epochs: r.epochs, freeze_epochs: r.freezeEpochs, batch_size: r.batchSize, source_data_size: r.sourceSize, validation_data_size: r.valSize,
       lr: baseLr, lr_mult: Number(a['lr-mult']), lambda_domain: noDomain ? 0 : Number(a['lambda-domain']), domain: !noDomain, seed,
@@ -234,7 +246,8 @@ export async function runTrain(a: Args): Promise<void> {
     };
     const tracking = await createTracking({
       ...trackingOptionsFromArgs(a), name: (a['wandb-name'] as string | undefined) ?? r.runName, runDir,
-      config: { ...hyper, model: manifest.config, artifacts_format: manifest.formatVersion, weights: manifest.weights },
+      // A sweep's parameters stay in the config unchanged, under their own names: the controller matches runs on them.
+      config: { ...hyper, model: manifest.config, artifacts_format: manifest.formatVersion, weights: manifest.weights, ...sweep?.params },
       logger: { info: (m) => process.stdout.write(`${m}\n`), warn: (m) => process.stderr.write(`ort-dann: warning: ${m}\n`) },
     });
     log.info({ hyper, artifacts, runDir, wandb: tracking.mode }, 'training starts');
@@ -245,35 +258,50 @@ export async function runTrain(a: Args): Promise<void> {
       process.stderr.write('\nort-dann: interrupted; saving the latest checkpoint after this step (Ctrl-C again to quit at once)\n');
     };
     process.on('SIGINT', onSigint);
+    // SIGTERM (a sweep's `stop`, a scheduler) ends the run like W&B's Stop button: after this step, checkpoint kept, exit 0.
+    let terminated = false;
+    const onSigterm = () => {
+      if (!terminated) process.stderr.write('\nort-dann: terminated; saving the latest checkpoint after this step\n');
+      terminated = true;
+    };
+    process.on('SIGTERM', onSigterm);
     let exitCode = 1;
     let modelPath: string | undefined;
     try {
+      const earlyStopping = patience === undefined ? undefined : new EarlyStopping({ monitor: { name: monitor, direction }, patience, resume: resume?.callbacks?.['early-stopping'] });
+      // Checkpoints come after the callbacks whose state they save.
+      const checkpoints = new SaveCheckpoints({ session, runDir, monitor: { name: monitor, direction }, resume, others: earlyStopping ? [earlyStopping] : [] });
+      const nanPolicy = new NanPolicy({ mode: a['on-nan'] as 'stop' | 'skip', gradients: () => session.gradients, lastCheckpoint: () => checkpoints.lastCheckpoint });
       const callbacks = [
         new EpochProgress({ stepsPerEpoch: nIter, epochs: r.freezeEpochs + r.epochs }),
         new Recorder(),
+        nanPolicy,
         ...tracking.callbacks,
         { name: 'log', afterEpoch: (st: { epoch: number; metrics?: Record<string, number>; smoothLoss?: number }) => log.info({ epoch: st.epoch, train_loss: st.smoothLoss, ...st.metrics }, 'epoch') },
+        ...(earlyStopping ? [earlyStopping] : []),
+        checkpoints,
       ];
       const result = await fit({
         session, source, target: p.target, sourceVal, targetVal: p.targetVal, batchSize: r.batchSize,
-        valSteps: Math.floor(r.valSize / r.batchSize), plan, lambdaDomain: Number(a['lambda-domain']), callbacks, runDir,
-        monitor: { name: monitor, mode }, resume, onNonFinite: a['on-nan'] as 'stop' | 'skip',
-        interrupted: () => interrupted || tracking.stopRequested, outputNames: manifest.config.outputs, task: manifest.config.task,
+        valSteps: Math.floor(r.valSize / r.batchSize), plan, lambdaDomain: Number(a['lambda-domain']), callbacks, validation, resume,
+        interrupted: () => interrupted || terminated || tracking.stopRequested,
       });
+      const best = checkpoints.best;
       if (result.stoppedEarly) {
         process.stdout.write(`stopped at step ${result.state.step}/${plan.totalSteps}; continue with: ort-dann train --run-dir ${r.runDir} --resume\n`);
         exitCode = interrupted ? 130 : 0;
       } else {
         // SaveModelCallback reloads the best model at the end; export that.
-        if (result.best) await session.loadCheckpoint(join(runDir, 'best'));
+        if (best) await session.loadCheckpoint(join(runDir, 'best'));
         modelPath = join(runDir, 'model.onnx');
         const exported = await exportInferenceModel({ manifest, checkpoint: session.stateDict(), out: modelPath, metadata: { normalization: r.normalization, runId: r.runName } });
-        await writeFileAtomic(join(runDir, 'summary.json'), `${JSON.stringify({ best: result.best, monitor, final: result.state.metrics, steps: result.state.step, model: modelPath, skippedBatches: result.skippedBatches }, null, 2)}\n`);
-        process.stdout.write(`best ${monitor} ${result.best?.value.toFixed(5) ?? 'n/a'} at epoch ${result.best?.epoch ?? '-'}; model ${exported.out} (${(exported.bytes / 1e6).toFixed(1)} MB); report ${join(runDir, 'report.html')}\n`);
+        await writeFileAtomic(join(runDir, 'summary.json'), `${JSON.stringify({ best, monitor, final: result.state.metrics, steps: result.state.step, model: modelPath, skippedBatches: nanPolicy.skipped }, null, 2)}\n`);
+        process.stdout.write(`best ${monitor} ${best?.value.toFixed(5) ?? 'n/a'} at epoch ${best?.epoch ?? '-'}; model ${exported.out} (${(exported.bytes / 1e6).toFixed(1)} MB); report ${join(runDir, 'report.html')}\n`);
         exitCode = 0;
       }
     } finally {
       process.off('SIGINT', onSigint);
+      process.off('SIGTERM', onSigterm);
       await tracking.finish(exitCode, modelPath);
       log.flush();
     }
@@ -294,9 +322,8 @@ async function findLr(p: Prepared, lambda: number): Promise<number> {
   const result = await lrFind(async (lr) => {
     const s = await source.nextBatch(r.batchSize);
     const t = noDomain ? undefined : await target!.nextBatch(r.batchSize);
-    const images = concatBatches(s, t);
     session.lazyResetGrad();
-    const losses = await session.runTrainStep({ images, count: s.count + (t?.count ?? 0), nSource: s.count, labels: s.labels!, alpha: 0, lambdaDomain: noDomain ? 0 : lambda });
+    const losses = await dannTrainStep(session, combineBatches(s, t), { alpha: 0, lambdaDomain: noDomain ? 0 : lambda });
     await session.runOptimizerStep(session.hypersFor(lr));
     return losses.loss;
   });
@@ -308,12 +335,20 @@ async function findLr(p: Prepared, lambda: number): Promise<number> {
   return result.valley.lr;
 }
 
+/** lr-find takes the data, model and session flags of train; the schedule, run and W&B flags mean nothing to it. */
+const lrFindFlags = {
+  ...without(trainFlags, 'run-dir', 'run-name', 'resume', 'epochs', 'freeze-epochs', 'source-size', 'val-size', 'lr', 'lr-mult', 'monitor', 'monitor-mode', 'patience', 'on-nan',
+    'wandb', ...(Object.keys(wandbFlags) as (keyof typeof wandbFlags)[])),
+  'out-dir': { type: 'string', describe: 'Where lr_find.png goes (default runs/lr-find-<time>)' },
+} as const satisfies Record<string, Options>;
+
 export const lrFindCommand: CommandModule<object, Args> = {
   command: 'lr-find',
-  describe: "fastai's learning-rate finder on the DANN step: prints the valley suggestion and writes lr_find.png (takes the train flags)",
-  builder: (y) => y.options(trainFlags as Record<string, Options>),
+  describe: "fastai's learning-rate finder on the DANN step: prints the valley suggestion and writes lr_find.png",
+  builder: (y) => y.options(lrFindFlags as Record<string, Options>),
   handler: async (args) => {
-    const p = await prepare(args);
+    const outDir = (args['out-dir'] as string | undefined) ?? join('runs', `lr-find-${new Date().toISOString().replace(/[:.]/g, '-').replace(/Z$/, '')}`);
+    const p = await prepare({ ...args, 'run-dir': outDir });
     try {
       await findLr(p, Number(args['lambda-domain']));
     } finally {

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { UserError } from '../errors.ts';
-import { syncRunDir } from '../tracking/sync.ts';
+import { syncRunDir } from '../tracking/wandb/sync.ts';
 
 interface SyncArgs {
   'run-dir': string;

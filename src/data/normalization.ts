@@ -19,7 +19,7 @@ export const IMAGENET_NORMALIZATION: Normalization = {
 
 export const NORMALIZATION_NAMES = ['none', 'imagenet'] as const;
 
-/** The setting named by a `--normalize` style flag value. */
+/** The setting named by a `--normalization` flag value. */
 export function normalizationFromName(name: string): Normalization {
   if (name === 'none') return NO_NORMALIZATION;
   if (name === 'imagenet') return IMAGENET_NORMALIZATION;

@@ -73,7 +73,7 @@ export async function loadCheckpoint(checkpoint: string, artifacts?: string): Pr
     try {
       parsed = JSON.parse(recorded);
     } catch {
-      throw new UserError(`${file}: metadata ${CHECKPOINT_META.normalization} is not JSON; pass --normalize to override it`);
+      throw new UserError(`${file}: metadata ${CHECKPOINT_META.normalization} is not JSON; pass --normalization to override it`);
     }
     loaded.normalization = parseNormalization(parsed, `${file}: metadata ${CHECKPOINT_META.normalization}`);
   } else if (!artifacts) {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { validateImageFolder } from '../data/folder.ts';
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
+import { Accuracy, CrossEntropy, Mae, type Metric, Rmse } from '../metrics.ts';
 import { csvLine, formatFloat } from './format.ts';
 import { scatterPlot } from './plot.ts';
 import { predictFiles, softmaxRows, type InferenceModel } from './runtime.ts';
@@ -91,30 +92,14 @@ export async function evaluateModel(model: InferenceModel, imagesDir: string, la
     model: model.file, images: imagesDir, labels: labelsCsv, task: meta.task, count: n, outputs: [],
     files, truth: Float64Array.from(truth), predicted: Float64Array.from(predicted), skipped,
   };
+  const rows = { rows: n, prediction: predicted, truth };
+  const score = (m: Metric) => { m.accumulate(rows); return m.value(); };
   if (meta.task === 'regression') {
-    result.outputs = meta.outputNames.map((name, j) => {
-      let sq = 0;
-      let abs = 0;
-      for (let i = 0; i < n; i++) {
-        const d = predicted[i * K + j] - truth[i * K + j];
-        sq += d * d;
-        abs += Math.abs(d);
-      }
-      return { name, rmse: Math.sqrt(sq / n), mae: abs / n };
-    });
+    result.outputs = meta.outputNames.map((name, j) => ({ name, rmse: score(new Rmse(`rmse_${name}`, j, { width: K })), mae: score(new Mae(`mae_${name}`, j, { width: K })) }));
   } else {
-    let correct = 0;
-    let nll = 0;
-    for (let i = 0; i < n; i++) {
-      const cls = truth[i * K];
-      let best = 0;
-      for (let j = 1; j < K; j++) if (predicted[i * K + j] > predicted[i * K + best]) best = j;
-      if (best === cls) correct++;
-      // Probabilities come from a float64 softmax; clamp so one confident miss gives a large, finite loss.
-      nll -= Math.log(Math.max(predicted[i * K + cls], 1e-300));
-    }
-    result.accuracy = correct / n;
-    result.crossEntropy = nll / n;
+    // Truth rows are K wide with the class index in column 0; predictions are float64 softmax probabilities.
+    result.accuracy = score(new Accuracy('accuracy', { width: K }));
+    result.crossEntropy = score(new CrossEntropy('cross_entropy', { width: K }));
   }
   return result;
 }

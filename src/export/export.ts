@@ -19,7 +19,7 @@ import { attrFloat, Graph, type Node } from '../onnx/graph.ts';
 import { type Manifest, type ModelConfig } from '../onnx/manifest.ts';
 import { encodeModel } from '../onnx/proto.ts';
 import { inferShapes } from '../onnx/shapes.ts';
-import { buildDann } from '../../tools/model/dann.ts';
+import { buildDann } from '../model/dann.ts';
 import { type Normalization } from '../data/normalization.ts';
 import { findCheckpointFile } from './checkpoint.ts';
 import { INPUT_NAME, ortDannVersion, sourceCommit, toMetadataProps, type GraphOutput, type InferenceMetadata } from './metadata.ts';

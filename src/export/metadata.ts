@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { parseNormalization, type Normalization } from '../data/normalization.ts';
 import { UserError } from '../errors.ts';
 import { type ModelConfig } from '../onnx/manifest.ts';
+import { BACKBONES } from '../model/config.ts';
 import { type ModelProto } from '../onnx/proto.ts';
 
 export const METADATA_VERSION = 1;
@@ -98,7 +99,7 @@ export function readInferenceMetadata(model: ModelProto, file: string): Inferenc
   const task = props.get('task');
   if (task !== 'regression' && task !== 'classification') bad('task', '"regression" or "classification"');
   const backbone = props.get('backbone');
-  if (backbone !== 'resnet18' && backbone !== 'resnet34') bad('backbone', '"resnet18" or "resnet34"');
+  if (!BACKBONES.includes(backbone as ModelConfig['backbone'])) bad('backbone', BACKBONES.map((b) => `"${b}"`).join(' or '));
   const outputs = stringList('outputs');
   if (outputs[0] !== 'prediction' || !outputs.every((o) => o === 'prediction' || o === 'features' || o === 'domain_logit')) {
     bad('outputs', 'a list starting with "prediction" (then "features", "domain_logit")');

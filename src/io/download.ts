@@ -17,6 +17,10 @@ export interface DownloadOptions {
   sha256?: string;
   /** Leading hex digits of the SHA-256, as torchvision file names carry (`resnet34-b627a593.pth`). */
   sha256Prefix?: string;
+  /** A Subresource Integrity string (`sha512-<base64>`), as npm registry packages carry. */
+  integrity?: string;
+  /** The user's alternative, ending every error message (default: pass the file with --weights). */
+  fallback?: string;
   /** Give up when no data arrives for this long (connecting included); default 30 s. */
   timeoutMs?: number;
   /** Called as data arrives; `total` is undefined when the server does not announce a length. */
@@ -25,7 +29,8 @@ export interface DownloadOptions {
 
 export interface DownloadResult {
   path: string;
-  sha256: string;
+  /** Hex digest in the algorithm that was checked (SHA-256 unless an integrity names another). */
+  digest: string;
   /** False when a valid copy was already in place. */
   downloaded: boolean;
 }
@@ -35,8 +40,8 @@ export function sha256PrefixFromFilename(nameOrUrl: string): string | undefined 
   return /-([0-9a-f]{8,64})\.[^.]*$/.exec(basename(nameOrUrl.split(/[?#]/)[0]))?.[1];
 }
 
-async function sha256OfFile(file: string): Promise<string | undefined> {
-  const hash = createHash('sha256');
+async function digestOfFile(file: string, algorithm: string): Promise<string | undefined> {
+  const hash = createHash(algorithm);
   try {
     for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
   } catch (e) {
@@ -48,7 +53,6 @@ async function sha256OfFile(file: string): Promise<string | undefined> {
 
 const OFFLINE_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ECONNRESET', 'ENETUNREACH', 'EHOSTUNREACH', 'ETIMEDOUT', 'ECONNABORTED', 'EPIPE', 'ERR_NETWORK']);
 
-const FALLBACK = 'or download the file yourself and pass --weights <file>';
 
 /**
  * Makes sure `destPath` holds the file at `url` with the expected hash, downloading it only when
@@ -56,12 +60,16 @@ const FALLBACK = 'or download the file yourself and pass --weights <file>';
  * unwritable folder) are one-line UserErrors naming the URL or path.
  */
 export async function downloadOnce(url: string, destPath: string, opts: DownloadOptions): Promise<DownloadResult> {
-  const expected = (opts.sha256 ?? opts.sha256Prefix)?.toLowerCase();
-  if (!expected || !/^[0-9a-f]+$/.test(expected)) throw new Error('downloadOnce needs a hex sha256 or sha256Prefix');
-  const matches = (digest: string) => (opts.sha256 ? digest === expected : digest.startsWith(expected));
+  const sri = opts.integrity ? /^(sha256|sha384|sha512)-([A-Za-z0-9+/]+=*)$/.exec(opts.integrity) : null;
+  if (opts.integrity && !sri) throw new Error(`downloadOnce: unsupported integrity ${opts.integrity}`);
+  const algorithm = sri ? sri[1] : 'sha256';
+  const expected = (sri ? Buffer.from(sri[2], 'base64').toString('hex') : (opts.sha256 ?? opts.sha256Prefix))?.toLowerCase();
+  if (!expected || !/^[0-9a-f]+$/.test(expected)) throw new Error('downloadOnce needs a hex sha256, a sha256Prefix or an integrity');
+  const matches = (digest: string) => (!sri && !opts.sha256 ? digest.startsWith(expected) : digest === expected);
+  const FALLBACK = opts.fallback ?? 'or download the file yourself and pass --weights <file>';
 
-  const existing = await sha256OfFile(destPath);
-  if (existing && matches(existing)) return { path: destPath, sha256: existing, downloaded: false };
+  const existing = await digestOfFile(destPath, algorithm);
+  if (existing && matches(existing)) return { path: destPath, digest: existing, downloaded: false };
 
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const controller = new AbortController();
@@ -82,7 +90,7 @@ export async function downloadOnce(url: string, destPath: string, opts: Download
       throw new UserError(`cannot download ${url}: the server answered HTTP ${res.status}; check the URL, ${FALLBACK}`);
     }
     const total = Number(res.headers['content-length']) || undefined;
-    const hash = createHash('sha256');
+    const hash = createHash(algorithm);
     let digest = '';
     async function* verified(): AsyncGenerator<Uint8Array> {
       let received = 0;
@@ -95,12 +103,12 @@ export async function downloadOnce(url: string, destPath: string, opts: Download
       }
       digest = hash.digest('hex');
       if (!matches(digest)) {
-        throw new UserError(`downloaded ${url} but its sha256 ${digest.slice(0, 16)}… does not match the expected ${expected}; the server sent a different file — retry later, ${FALLBACK}`);
+        throw new UserError(`downloaded ${url} but its ${algorithm} ${digest.slice(0, 16)}… does not match the expected ${expected}; the server sent a different file — retry later, ${FALLBACK}`);
       }
     }
     await fs.mkdir(dirname(destPath), { recursive: true });
     await writeFileAtomic(destPath, verified());
-    return { path: destPath, sha256: digest, downloaded: true };
+    return { path: destPath, digest, downloaded: true };
   } catch (e) {
     if (e instanceof UserError) throw e;
     if (timedOut) throw new UserError(`cannot download ${url}: no data for ${timeoutMs / 1000} s (timed out); check the network, ${FALLBACK}`);

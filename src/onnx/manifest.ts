@@ -37,7 +37,7 @@ export interface ModelSpec {
 
 export interface ModelConfig {
   name: string;
-  backbone: 'resnet18' | 'resnet34';
+  backbone: 'resnet18' | 'resnet34' | 'mobilenet_v3_small' | 'vgg11_bn';
   imageSize: number;
   channels: 3;
   task: 'regression' | 'classification';
@@ -70,7 +70,7 @@ export interface Manifest {
   /** Where the initial weights came from (none, a file, torchvision). */
   weights: string;
   opset: number;
-  /** 'fused': ONNX's training-mode BatchNormalization kernel (CPU, CUDA); 'ops': plain ops (any provider, e.g. WebGPU). */
+  /** 'ops': batch statistics from plain ops (any provider); 'fused': ONNX's training-mode kernel, which earlier builds used (unsafe, see docs/autodiff.md; no WebGPU kernel). */
   batchNormForward?: 'fused' | 'ops';
 }
 

@@ -6,6 +6,7 @@
 import { UserError } from '../errors.ts';
 import { type Dim, type Graph, type Node, type ValueInfo, attrInt, attrInts } from './graph.ts';
 import { type DType, DataType, dtypeFromCode, intValues } from './proto.ts';
+import { unsupportedOp } from './unsupported.ts';
 
 export interface ShapeContext {
   g: Graph;
@@ -49,6 +50,22 @@ const broadcast: ShapeRule = (c) => ({
 });
 
 const compare: ShapeRule = (c) => ({ outputs: [{ dtype: 'bool', shape: broadcast(c).outputs[0].shape }] });
+
+/**
+ * Evaluates an elementwise op on small known integer vectors (torch's expand(n, -1, -1) glue:
+ * ConstantOfShape, Mul, Equal, Where), so the shape it computes stays known.
+ */
+function valued(rule: ShapeRule, f: (...v: number[]) => number): ShapeRule {
+  return (c) => {
+    const result = rule(c);
+    const inputs = c.node.inputs.map((_, i) => c.values(i));
+    if (inputs.some((v) => !v || v.some((d) => typeof d !== 'number'))) return result;
+    const n = Math.max(...inputs.map((v) => v!.length));
+    if (inputs.some((v) => v!.length !== n && v!.length !== 1)) return result;
+    const at = (v: Dim[], k: number) => (v.length === 1 ? v[0] : v[k]) as number;
+    return { ...result, values: Array.from({ length: n }, (_, k) => f(...inputs.map((v) => at(v!, k)))) };
+  };
+}
 
 const normAxis = (a: number, rank: number) => (a < 0 ? a + rank : a);
 
@@ -136,14 +153,14 @@ export function resolveReshape(input: Dim[] | undefined, target: Dim[], allowZer
 const rules: Record<string, ShapeRule> = {
   Identity: same, Relu: same, Sigmoid: same, Softplus: same, Exp: same, Log: same, Sqrt: same, Neg: same,
   Abs: same, Tanh: same, Erf: same, Reciprocal: same, LeakyRelu: same, Softmax: same, LogSoftmax: same, Sign: same,
-  GradientReversal: same, Floor: same, Ceil: same, Clip: same,
+  GradientReversal: same, Floor: same, Ceil: same, Clip: same, HardSwish: same, HardSigmoid: same,
   Not: (c) => ({ outputs: [{ dtype: 'bool', shape: c.in(0).shape }] }),
   IsNaN: (c) => ({ outputs: [{ dtype: 'bool', shape: c.in(0).shape }] }),
   IsInf: (c) => ({ outputs: [{ dtype: 'bool', shape: c.in(0).shape }] }),
-  Add: broadcast, Sub: broadcast, Mul: broadcast, Div: broadcast, Pow: (c) => ({ outputs: [{ dtype: c.in(0).dtype, shape: broadcastShapes([c.in(0).shape, c.in(1).shape]) }] }),
+  Add: valued(broadcast, (a, b) => a + b), Sub: valued(broadcast, (a, b) => a - b), Mul: valued(broadcast, (a, b) => a * b), Div: broadcast, Pow: (c) => ({ outputs: [{ dtype: c.in(0).dtype, shape: broadcastShapes([c.in(0).shape, c.in(1).shape]) }] }),
   Max: broadcast, Min: broadcast, Sum: broadcast, Mean: broadcast,
-  Greater: compare, Less: compare, Equal: compare, GreaterOrEqual: compare, LessOrEqual: compare, And: compare, Or: compare,
-  Where: (c) => ({ outputs: [{ dtype: c.in(1).dtype, shape: broadcastShapes([c.in(0).shape, c.in(1).shape, c.in(2).shape]) }] }),
+  Greater: compare, Less: compare, Equal: valued(compare, (a, b) => Number(a === b)), GreaterOrEqual: compare, LessOrEqual: compare, And: compare, Or: compare,
+  Where: valued((c) => ({ outputs: [{ dtype: c.in(1).dtype, shape: broadcastShapes([c.in(0).shape, c.in(1).shape, c.in(2).shape]) }] }), (cond, a, b) => (cond ? a : b)),
   Cast: (c) => ({ outputs: [{ dtype: dtypeFromCode(attrInt(c.node, 'to', 1)), shape: c.in(0).shape }], values: c.values(0) }),
   Dropout: (c) => ({ outputs: [{ dtype: c.in(0).dtype, shape: c.in(0).shape }, { dtype: 'bool', shape: c.in(0).shape }] }),
   Conv: (c) => {
@@ -168,16 +185,29 @@ const rules: Record<string, ShapeRule> = {
     const cout = typeof w[1] === 'number' ? w[1] * group : w[1];
     return { outputs: [{ dtype: c.in(0).dtype, shape: [x[0], cout, ...sp] }] };
   },
-  BatchNormalizationTrain: (c) => {
-    const x = c.in(0);
-    const stat = { dtype: x.dtype, shape: c.in(1).shape };
-    return { outputs: [{ dtype: x.dtype, shape: x.shape }, stat, stat] };
-  },
+  BatchNormalizationTrain: same,
   BatchNormalization: (c) => {
     const training = attrInt(c.node, 'training_mode', 0) === 1;
     const x = c.in(0);
     const stat = { dtype: x.dtype, shape: c.in(3).shape };
     return { outputs: training ? [{ dtype: x.dtype, shape: x.shape }, stat, stat] : [{ dtype: x.dtype, shape: x.shape }] };
+  },
+  LayerNormalization: (c) => {
+    const x = c.in(0);
+    const axis = attrInt(c.node, 'axis', -1);
+    const stat = { dtype: dtypeFromCode(attrInt(c.node, 'stash_type', 1)), shape: x.shape?.map((d, k) => (k < normAxis(axis, x.shape!.length) ? d : 1)) };
+    return { outputs: [{ dtype: x.dtype, shape: x.shape }, stat, stat] };
+  },
+  Split: (c) => {
+    const x = c.in(0);
+    const count = c.node.outputs.length;
+    if (!x.shape) return { outputs: c.node.outputs.map(() => ({ dtype: x.dtype })) };
+    const axis = normAxis(attrInt(c.node, 'axis', 0), x.shape.length);
+    const dim = x.shape[axis];
+    // Without sizes: equal parts, the last one smaller when the axis does not divide (opset 18's num_outputs).
+    const sizes: Dim[] = attrInts(c.node, 'split') ?? (c.has(1) ? c.values(1) : undefined)
+      ?? (typeof dim === 'number' ? Array.from({ length: count }, (_, k) => Math.min(Math.ceil(dim / count), dim - k * Math.ceil(dim / count))) : c.node.outputs.map((_, k) => `${c.node.name}_p${k}`));
+    return { outputs: sizes.map((s) => ({ dtype: x.dtype, shape: x.shape!.map((d, k) => (k === axis ? s : d)) })) };
   },
   MaxPool: (c) => {
     const shape = poolLike(c, attrInts(c.node, 'kernel_shape')!);
@@ -317,7 +347,11 @@ const rules: Record<string, ShapeRule> = {
   },
   ConstantOfShape: (c) => {
     const v = c.node.attrs.value;
-    return { outputs: [{ dtype: v && 't' in v ? v.t.dtype : 'float', shape: c.values(0) }] };
+    const dtype = v && 't' in v ? v.t.dtype : 'float';
+    const shape = c.values(0);
+    const fill = v && 't' in v && (dtype === 'int64' || dtype === 'int32') ? intValues(v.t)[0] : undefined;
+    const values = fill !== undefined && shape?.length === 1 && typeof shape[0] === 'number' && shape[0] <= 64 ? new Array<Dim>(shape[0]).fill(fill) : undefined;
+    return { outputs: [{ dtype, shape }], values };
   },
   Expand: (c) => ({ outputs: [{ dtype: c.in(0).dtype, shape: c.values(1) ? broadcastShapes([c.in(0).shape, c.values(1)]) : undefined }] }),
   Tile: (c) => { const x = c.in(0).shape; const r = c.values(1); return { outputs: [{ dtype: c.in(0).dtype, shape: x && r ? x.map((d, k) => (typeof d === 'number' && typeof r[k] === 'number' ? d * (r[k] as number) : r[k] === 1 ? d : `${c.node.name}_t${k}`)) : undefined }] }; },
@@ -362,8 +396,10 @@ export function inferShapes(g: Graph, symbolic = new Map<string, Dim[]>(), fromN
     has: (i) => !!node.inputs[i],
     in: (i) => {
       const info = g.info(node.inputs[i]);
-      if (!info) throw new UserError(`node ${node.name} (${node.op}) reads ${node.inputs[i]}, whose type is unknown`);
-      return info;
+      if (info) return info;
+      const producer = g.nodes.find((n) => n.outputs.includes(node.inputs[i]));
+      if (producer && !rules[producer.op]) throw unsupportedOp(producer);
+      throw new UserError(`node ${node.name} (${node.op}) reads ${node.inputs[i]}, whose type is unknown`);
     },
     values: (i) => (node.inputs[i] ? symbolic.get(node.inputs[i]) : undefined),
   });

@@ -5,24 +5,27 @@
  *
  * What lands where (runDir is the ort-dann run directory):
  *   - every mode: runDir/metrics.jsonl (scalar rows, appended) and runDir/report.html (rewritten each epoch)
- *   - online and offline: the run journal runDir/wandb/<run|offline-run>-<time>-<id>/ (see offline.ts);
+ *   - online and offline: the run journal runDir/wandb/<run|offline-run>-<time>-<id>/ (see wandb/offline.ts);
  *     online runs also stream to W&B, and the journal lets `ort-dann wandb-sync runDir` finish an upload
  *     that an outage cut short
  *   - disabled: nothing else
+ *
+ * Layout: wandb/ is the W&B client (settings, GraphQL and file_stream protocol, run journal, sync);
+ * metrics-jsonl.ts and report-html.ts are the local sinks; every one is a Tracker (tracker.ts).
+ * The command-line flags that fill TrackingOptions live in src/cli/flags.ts.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import type { Options } from 'yargs';
 import { UserError } from '../errors.ts';
-import type { Callback } from '../training/types.ts';
-import { DEFAULT_HISTOGRAM_EVERY, WandbCallback } from './callback.ts';
+import { DEFAULT_HISTOGRAM_EVERY, WandbCallback } from './wandb/callback.ts';
 import { systemClock, type Clock } from './history.ts';
 import { MetricsJsonlCallback, readMetricsJsonl } from './metrics-jsonl.ts';
 import { ReportCallback } from './report-html.ts';
 import { Reporter, stderrLogger, type TrackingLogger } from './reporter.ts';
-import { DEFAULT_TIMING, TrackedRun, type Timing } from './run.ts';
-import { resolveSettings, type SettingsInput, type TrackingMode } from './settings.ts';
+import type { Tracker } from './tracker.ts';
+import { DEFAULT_TIMING, TrackedRun, type Timing } from './wandb/run.ts';
+import { resolveSettings, type SettingsInput, type TrackingMode } from './wandb/settings.ts';
 
 export type { SettingsInput, TrackingLogger, TrackingMode, Timing };
 
@@ -50,7 +53,7 @@ export interface Tracking {
   /** The mode in effect: online can turn offline when W&B is unreachable at start. */
   mode: TrackingMode;
   /** Add these to the training loop. */
-  callbacks: Callback[];
+  callbacks: Tracker[];
   runUrl?: string;
   /** The run journal (online and offline modes). */
   wandbDir?: string;
@@ -107,19 +110,19 @@ export async function createTracking(opts: TrackingOptions): Promise<Tracking> {
     reporter,
   );
   report.seed(previousRows);
-  const callbacks: Callback[] = run ? [new WandbCallback(run, opts.histogramEvery ?? DEFAULT_HISTOGRAM_EVERY), metrics, report] : [metrics, report];
+  const local: Tracker[] = [metrics, report];
+  const trackers = run ? [new WandbCallback(run, opts.histogramEvery ?? DEFAULT_HISTOGRAM_EVERY), ...local] : local;
   return {
     mode,
-    callbacks,
+    callbacks: trackers,
     runUrl: run?.url,
     wandbDir: run?.journal.dir,
     get stopRequested() {
       return run?.stopRequested ?? false;
     },
     async finish(exitCode, modelPath) {
-      await metrics.close();
-      await report.close();
-      await run?.finish(exitCode, modelPath);
+      // The local files first: they must not wait on the network.
+      for (const t of [...local, ...trackers.filter((t) => !local.includes(t))]) await t.finish(exitCode, modelPath);
     },
   };
 }
@@ -132,35 +135,4 @@ function redactDeep(value: unknown, reporter: Reporter): unknown {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactDeep(v, reporter)]));
   }
   return value;
-}
-
-/** The train command's W&B flags (yargs options); `trackingOptionsFromArgs` maps parsed values to options. */
-export const trackingFlags = {
-  wandb: { type: 'string', choices: ['online', 'offline', 'disabled'], describe: 'W&B mode (default: online if an API key is found, else offline)' },
-  'wandb-project': { type: 'string', describe: 'W&B project (default: $WANDB_PROJECT or "uncategorized")' },
-  'wandb-entity': { type: 'string', describe: 'W&B entity, user or team (default: $WANDB_ENTITY or your default entity)' },
-  'wandb-name': { type: 'string', describe: 'W&B run display name (default: $WANDB_NAME or chosen by W&B)' },
-  'wandb-tags': { type: 'string', describe: 'Comma-separated W&B tags (default: $WANDB_TAGS)' },
-  'wandb-notes': { type: 'string', describe: 'W&B run notes' },
-  'wandb-group': { type: 'string', describe: 'W&B run group' },
-  'wandb-job-type': { type: 'string', describe: 'W&B job type' },
-  'wandb-run-id': { type: 'string', describe: 'W&B run id (default: $WANDB_RUN_ID or random)' },
-  'wandb-histograms-every': { type: 'number', default: DEFAULT_HISTOGRAM_EVERY, describe: 'Log parameter/gradient histograms every N steps (0: never)' },
-} as const satisfies Record<string, Options>;
-
-export function trackingOptionsFromArgs(args: Record<string, unknown>): Partial<TrackingOptions> {
-  const str = (k: string) => (typeof args[k] === 'string' && args[k] !== '' ? (args[k] as string) : undefined);
-  const tags = str('wandb-tags');
-  return {
-    mode: str('wandb') as TrackingMode | undefined,
-    project: str('wandb-project'),
-    entity: str('wandb-entity'),
-    name: str('wandb-name'),
-    tags: tags?.split(',').map((t) => t.trim()).filter((t) => t !== ''),
-    notes: str('wandb-notes'),
-    group: str('wandb-group'),
-    jobType: str('wandb-job-type'),
-    runId: str('wandb-run-id'),
-    histogramEvery: typeof args['wandb-histograms-every'] === 'number' ? (args['wandb-histograms-every'] as number) : undefined,
-  };
 }

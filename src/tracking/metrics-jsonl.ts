@@ -3,13 +3,14 @@
  * steps, for tools and for users without W&B. Histograms are left out; they only make sense in W&B.
  */
 import { appendFile, readFile } from 'node:fs/promises';
-import type { Callback, LoopState } from '../training/types.ts';
+import type { LoopState } from '../training/types.ts';
 import { parseWandbJson, toWandbJson } from './extended-json.ts';
 import { epochEndValues, HistoryBuilder, trainStepValues, validationValues, type Clock, type Row } from './history.ts';
 import { oneLine, type Reporter } from './reporter.ts';
+import type { Tracker } from './tracker.ts';
 
 /** Turns loop events into the W&B callback's scalar rows (same steps, same merging) for a local sink. */
-export abstract class ScalarRowsCallback implements Callback {
+export abstract class ScalarRowsCallback implements Tracker {
   abstract readonly name: string;
   protected readonly history: HistoryBuilder;
 
@@ -18,6 +19,13 @@ export abstract class ScalarRowsCallback implements Callback {
   }
 
   protected abstract onRow(row: Row): void;
+
+  /** Writes every pending row. */
+  abstract close(): Promise<void>;
+
+  finish(): Promise<void> {
+    return this.close();
+  }
 
   afterBatch(s: LoopState): void {
     this.history.log(trainStepValues(s), s.step);

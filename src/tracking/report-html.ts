@@ -6,8 +6,8 @@
 import type { LoopState } from '../training/types.ts';
 import type { Clock, Row } from './history.ts';
 import { ScalarRowsCallback } from './metrics-jsonl.ts';
-import { AtomicWriter } from './offline.ts';
 import type { Reporter } from './reporter.ts';
+import { LatestWriter } from './latest-writer.ts';
 
 /** Points kept per curve; longer runs are thinned evenly, so memory stays bounded. */
 const MAX_POINTS = 2000;
@@ -50,11 +50,11 @@ export class ReportCallback extends ScalarRowsCallback {
   readonly name = 'report-html';
   private readonly series = new Map<string, Series>();
   private readonly latest = new Map<string, number>();
-  private readonly writer: AtomicWriter;
+  private readonly writer: LatestWriter;
 
   constructor(readonly path: string, private readonly info: ReportInfo, clock: Clock, startMs: number, reporter: Reporter) {
     super(clock, startMs, reporter);
-    this.writer = new AtomicWriter((p, e) => reporter.warnOnce(`write-${p}`, `cannot write ${p} (${e.message})`));
+    this.writer = new LatestWriter((p, e) => reporter.warnOnce(`write-${p}`, `cannot write ${p} (${e.message})`));
   }
 
   /** Rows from before this process (a resumed run's metrics.jsonl). */

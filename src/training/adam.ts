@@ -1,5 +1,5 @@
 /**
- * fastai's Adam (../shared/research/fastai-ort-semantics.md §2) over one contiguous float32 parameter
+ * fastai's Adam (docs/fastai-semantics.md §2) over one contiguous float32 parameter
  * buffer, on the calling thread or split across worker threads sharing the buffers.
  *
  * Per parameter tensor, each step, when the tensor is trainable (frozen tensors are skipped entirely:

@@ -1,5 +1,5 @@
 /**
- * fastai's `lr_find` (../shared/research/fastai-ort-semantics.md §4): an exponentially growing
+ * fastai's `lr_find` (docs/fastai-semantics.md §4): an exponentially growing
  * learning rate, the Recorder's smoothed loss, stop on divergence, and the `valley` suggestion; plus
  * the loss-vs-lr plot as a PNG. Training is injected as `step(lr)`, so the caller saves the weights and
  * optimizer state before and restores them afterwards, as fastai's LRFinder does.

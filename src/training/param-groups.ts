@@ -2,7 +2,7 @@
  * fastai-style parameter groups from PyTorch state_dict keys: which group each parameter belongs to
  * (the splitter), which are norm-layer or bias parameters (no weight decay, since fastai's Learner
  * defaults to wd_bn_bias=False) and which stay trainable when frozen (train_bn=True).
- * Reference: ../shared/research/fastai-ort-semantics.md §1 (create_opt) and §3 (freeze_to).
+ * Reference: docs/fastai-semantics.md §1 (create_opt) and §3 (freeze_to).
  */
 import type { AdamTensor } from './adam.ts';
 

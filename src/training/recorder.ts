@@ -1,7 +1,7 @@
 /**
  * fastai's Recorder: the smoothed train loss (AvgSmoothLoss) and the epoch table
  * (epoch, train_loss, valid_loss, metrics…, time), as fastai prints them on a console.
- * Reference: ../shared/research/fastai-ort-semantics.md §7.
+ * Reference: docs/fastai-semantics.md §7.
  */
 import type { Callback, LoopState } from './types.ts';
 

@@ -2,7 +2,7 @@
  * fastai's hyper-parameter schedules (1cycle, discriminative learning rates, fine_tune) and the DANN
  * gradient-reversal coefficient, as pure functions of the step index, so a resumed run lands on the
  * same values as an uninterrupted one.
- * Reference: ../shared/research/fastai-ort-semantics.md §1–3, and the seed's `fine_tune_dann`.
+ * Reference: docs/fastai-semantics.md §1–3, and the seed's `fine_tune_dann`.
  */
 import type { GroupHyper } from './types.ts';
 

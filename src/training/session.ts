@@ -2,7 +2,8 @@
  * TrainingSession: the surface of ONNX Runtime's training API (create, runTrainStep,
  * runOptimizerStep, lazyResetGrad, runEvalStep, getParametersSize, getContiguousParameters,
  * loadParametersBuffer, release) over ordinary InferenceSessions running the compiled artifacts,
- * plus what that API lacked: per-group hyper-parameters, freeze/unfreeze, checkpoints.
+ * plus what that API lacked: per-group hyper-parameters, freeze/unfreeze, checkpoints. It knows no
+ * model: steps take and return tensors keyed by the manifest's roles (dann-step.ts builds DANN's).
  *
  * Parameters live in one contiguous Float32Array (manifest order) on shared memory, so the optimizer
  * workers update them in place. onnxruntime-node refuses SharedArrayBuffer inputs, so the graphs read
@@ -13,9 +14,10 @@ import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { writeDirAtomic } from '../io/atomic.ts';
+import { cudaProviderInstalled, missingCudaLibraries } from '../io/cuda-provider.ts';
 import { encodeSafetensors, readSafetensors } from '../io/safetensors.ts';
 import { type Tensor, toFloat32 } from '../io/tensor.ts';
-import { type Manifest, type ModelSpec, readManifest } from '../onnx/manifest.ts';
+import { type InputRole, type Manifest, type ModelSpec, type OutputRole, readManifest } from '../onnx/manifest.ts';
 import { createRng, type Rng } from '../rng.ts';
 import { AdamStepper, type AdamTensor, adamBuffers } from './adam.ts';
 import { trainableMask } from './param-groups.ts';
@@ -34,6 +36,8 @@ export interface SessionOptions {
   seed?: number;
   /** Worker threads of the JS optimizer (default 2; 0 = calling thread). */
   adamWorkers?: number;
+  /** Fail instead of running nodes the provider lacks on the CPU (ORT's session.disable_cpu_ep_fallback). */
+  disableCpuFallback?: boolean;
 }
 
 export interface CheckpointPaths {
@@ -46,46 +50,22 @@ export interface CheckpointPaths {
   optimizerModel?: string;
 }
 
-/** One combined batch: source rows first, then target rows. */
-export interface TrainBatch {
-  images: Float32Array;
-  count: number;
-  nSource: number;
-  /** [nSource, K] (regression) or [nSource] class indices (classification). */
-  labels: Float32Array;
-  alpha: number;
-  lambdaDomain: number;
-  /** Keep-masks by input name; drawn from the session's seeded stream when absent. */
-  dropoutMasks?: Record<string, Float32Array>;
-}
+/**
+ * A step's inputs keyed by manifest role (image, label, n_source, alpha, lambda_domain…); the session
+ * adds parameters and buffers, and dropout masks unless given. Which graph input a role feeds is the
+ * manifest's business, so callers never name graph inputs.
+ */
+export type StepFeeds = Partial<Record<InputRole, ort.Tensor>>;
 
-export interface EvalBatch {
-  images: Float32Array;
-  count: number;
-  nSource: number;
-  labels: Float32Array;
-  lambdaDomain: number;
-}
-
-export interface StepLosses {
-  loss: number;
-  regressionLoss: number;
-  domainLoss: number;
-}
-
-export interface EvalResult extends StepLosses {
-  /** [count, K] */
-  prediction: Float32Array;
-  /** [count] */
-  domainLogit: Float32Array;
-}
+/** A step's outputs keyed by manifest role (loss, prediction…); gradients and buffer updates stay in the session. */
+export type StepOutputs = Partial<Record<OutputRole, Float32Array>>;
 
 /** Trainer counters stored beside the weights in a checkpoint. */
 export type TrainerState = Record<string, unknown>;
 
-const CUDA_INSTALL_HINT = 'reinstall with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a connected Linux x64 machine with CUDA 12, or use --ep cpu';
+const CUDA_INSTALL_HINT = 'install it with `npx ort-dann install-cuda` (or `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a machine that reaches NuGet), or use --ep cpu';
 
-function sessionOptions(ep: ExecutionProvider, threads: number | undefined): ort.InferenceSession.SessionOptions {
+function sessionOptions(ep: ExecutionProvider, threads: number | undefined, disableCpuFallback = false): ort.InferenceSession.SessionOptions {
   return {
     executionProviders: ep === 'cpu' ? ['cpu'] : [ep, 'cpu'],
     ...(threads === undefined ? {} : { intraOpNumThreads: threads }),
@@ -95,22 +75,40 @@ function sessionOptions(ep: ExecutionProvider, threads: number | undefined): ort
     // train step's peak RSS fell from 1.80 to 1.36 GB at 128 px, CPU time no higher (bench/README.md).
     enableMemPattern: false,
     // Several sessions take turns; spinning idle pool threads would steal the cores (measured 3× slower).
-    extra: { session: { 'intra_op.allow_spinning': '0' } },
+    extra: { session: { 'intra_op.allow_spinning': '0', ...(disableCpuFallback ? { disable_cpu_ep_fallback: '1' } : {}) } },
   } as ort.InferenceSession.SessionOptions;
 }
 
-async function openSession(file: string, ep: ExecutionProvider, threads: number | undefined): Promise<ort.InferenceSession> {
+/** Why `--ep cuda` did not start: no provider files, or their CUDA libraries or GPU are missing. */
+function cudaStartError(message: string): UserError {
+  if (!cudaProviderInstalled()) return new UserError(`--ep cuda: the CUDA execution provider is not installed in onnxruntime-node; ${CUDA_INSTALL_HINT}`);
+  const missing = missingCudaLibraries();
+  const why = missing.length ? `the loader does not find ${missing.join(', ')}; put the folder holding the CUDA 13 libraries on LD_LIBRARY_PATH` : `${message.split('\n')[0]}; check the NVIDIA driver and GPU (nvidia-smi)`;
+  return new UserError(`--ep cuda: the CUDA provider is installed but does not start: ${why}, or use --ep cpu`);
+}
+
+async function openSession(file: string, ep: ExecutionProvider, threads: number | undefined, disableCpuFallback?: boolean): Promise<ort.InferenceSession> {
   // The hint names the folder: a bare `build-artifacts` would write the default folder, not this one.
   const rebuild = `rebuild the artifacts with \`ort-dann build-artifacts --out ${dirname(file)}\``;
   if (!existsSync(file)) throw new UserError(`${file} is missing; ${rebuild}`);
   try {
-    return await ort.InferenceSession.create(file, sessionOptions(ep, threads));
+    return await ort.InferenceSession.create(file, sessionOptions(ep, threads, disableCpuFallback));
   } catch (e) {
     const message = (e as Error).message ?? String(e);
-    if (ep === 'cuda' && /cuda|provider|libonnxruntime_providers/i.test(message)) throw new UserError(`--ep cuda: the CUDA execution provider is not installed in onnxruntime-node; ${CUDA_INSTALL_HINT}`);
+    if (ep === 'cuda' && /cuda|provider|libonnxruntime_providers/i.test(message)) throw cudaStartError(message);
     if (ep !== 'cpu' && /backend|provider|not (found|supported|available)/i.test(message)) throw new UserError(`--ep ${ep}: this onnxruntime-node build cannot use ${ep} (${message.split('\n')[0]}); use --ep cpu`);
     throw new UserError(`${file} cannot be loaded by ONNX Runtime (${message.split('\n')[0]}); ${rebuild}`);
   }
+}
+
+function feedTensor(feeds: StepFeeds, role: InputRole, input: string): ort.Tensor {
+  const t = feeds[role];
+  if (!t) throw new Error(`internal: no ${role} feed for graph input ${input}`);
+  return t;
+}
+
+function feedValue(feeds: StepFeeds, role: InputRole, input: string): number | bigint {
+  return feedTensor(feeds, role, input).data[0] as number | bigint;
 }
 
 export class TrainingSession {
@@ -169,14 +167,15 @@ export class TrainingSession {
   static async create(paths: CheckpointPaths, options: SessionOptions = {}): Promise<TrainingSession> {
     const manifest = readManifest(paths.artifacts);
     const ep = options.executionProvider ?? 'cpu';
-    if (ep === 'webgpu' && manifest.batchNormForward !== 'ops') {
-      throw new UserError(`--ep webgpu: ${paths.artifacts} uses ONNX's training-mode BatchNormalization, which the WebGPU provider lacks; rebuild with \`ort-dann build-artifacts --batchnorm ops --out ${paths.artifacts}\``);
+    if (ep !== 'cpu' && manifest.batchNormForward !== 'ops') {
+      const fresh = `${paths.artifacts.replace(/\/+$/, '')}-new`;
+      throw new UserError(`--ep ${ep}: ${paths.artifacts} come from an earlier ort-dann whose BatchNorm uses ONNX's training kernel, which the ${ep === 'cuda' ? 'CUDA' : 'WebGPU'} provider does not run; build new artifacts with \`npx ort-dann build-artifacts --out ${fresh}\` and pass --artifacts ${fresh}`);
     }
     const file = (spec: ModelSpec, override?: string) => override ?? join(paths.artifacts, spec.file);
     const useOnnx = options.optimizer === 'onnx' || (options.optimizer !== 'js' && ep !== 'cpu');
-    const train = await openSession(file(manifest.models.training, paths.trainModel), ep, options.threads);
-    const evaluate = await openSession(file(manifest.models.eval, paths.evalModel), ep, options.threads);
-    const optimizer = useOnnx ? await openSession(file(manifest.models.optimizer, paths.optimizerModel), ep, options.threads) : undefined;
+    const train = await openSession(file(manifest.models.training, paths.trainModel), ep, options.threads, options.disableCpuFallback);
+    const evaluate = await openSession(file(manifest.models.eval, paths.evalModel), ep, options.threads, options.disableCpuFallback);
+    const optimizer = useOnnx ? await openSession(file(manifest.models.optimizer, paths.optimizerModel), ep, options.threads, options.disableCpuFallback) : undefined;
     const session = new TrainingSession(manifest, train, evaluate, optimizer, useOnnx, options);
     await session.loadCheckpoint(paths.checkpointState ?? join(paths.artifacts, manifest.checkpoint));
     return session;
@@ -251,40 +250,45 @@ export class TrainingSession {
     return feeds;
   }
 
-  private batchFeeds(b: { images: Float32Array; count: number; nSource: number; labels: Float32Array; lambdaDomain: number }, feeds: Record<string, ort.Tensor>): void {
-    const size = this.manifest.config.imageSize;
-    if (b.images.length !== b.count * 3 * size * size) throw new UserError(`batch images hold ${b.images.length} values; ${b.count} images of 3×${size}×${size} need ${b.count * 3 * size * size} (are the artifacts built for another --image-size?)`);
-    if (!(b.nSource >= 0 && b.nSource <= b.count)) throw new Error(`internal: nSource ${b.nSource} outside [0, ${b.count}]`);
-    const K = this.manifest.config.outputs.length;
-    const classification = this.manifest.config.task === 'classification';
-    const labelShape = classification ? [b.nSource] : [b.nSource, K];
-    if (b.labels.length !== b.nSource * (classification ? 1 : K)) throw new Error(`internal: ${b.labels.length} label values for ${b.nSource} source rows`);
-    feeds.images = new ort.Tensor('float32', b.images, [b.count, 3, size, size]);
-    feeds.labels = new ort.Tensor('float32', b.labels, labelShape);
-    feeds.n_source = new ort.Tensor('int64', BigInt64Array.from([BigInt(b.nSource)]), [1]);
-    feeds.lambda_domain = new ort.Tensor('float32', Float32Array.from([b.lambdaDomain]), []);
+  /** The graph's feeds: the caller's by role, then parameters and buffers, and dropout masks when it has them. */
+  private roleFeeds(spec: ModelSpec, given: StepFeeds, masks?: Record<string, Float32Array>): Record<string, ort.Tensor> {
+    const feeds = this.modelFeeds(spec);
+    const stream = this.maskStream.at(this.trainStep);
+    for (const input of spec.inputs) {
+      if (input.role === 'param' || input.role === 'buffer') continue;
+      if (input.role === 'dropout_mask') {
+        // A mask covers the source rows (n_source) or every row of the batch.
+        const rows = input.dropout!.rows === 'source' ? Number(feedValue(given, 'n_source', input.name)) : feedTensor(given, 'image', input.name).dims[0];
+        const width = input.shape[1] as number;
+        let mask = masks?.[input.name];
+        if (!mask) {
+          mask = new Float32Array(rows * width);
+          const threshold = Math.floor(input.dropout!.p * 4294967296);
+          const draw = stream.fork(input.name);
+          for (let k = 0; k < mask.length; k++) mask[k] = draw.uint32() < threshold ? 0 : 1;
+        }
+        feeds[input.name] = new ort.Tensor('float32', mask, [rows, width]);
+        continue;
+      }
+      feeds[input.name] = feedTensor(given, input.role, input.name);
+    }
+    return feeds;
   }
 
-  /** Forward, losses and backward on one combined batch; gradients land in `gradients` (accumulated until lazyResetGrad). */
-  async runTrainStep(batch: TrainBatch): Promise<StepLosses> {
+  /** Non-gradient outputs by role. */
+  private static byRole(spec: ModelSpec, out: ort.InferenceSession.OnnxValueMapType): StepOutputs {
+    const result: StepOutputs = {};
+    for (const o of spec.outputs) if (o.role !== 'grad' && o.role !== 'buffer_update') result[o.role] = out[o.name].data as Float32Array;
+    return result;
+  }
+
+  /**
+   * Forward, losses and backward; gradients land in `gradients` (accumulated until lazyResetGrad),
+   * BatchNorm statistics are updated. `dropoutMasks` (by input name) replace the session's seeded draw.
+   */
+  async runTrainStep(feeds: StepFeeds, dropoutMasks?: Record<string, Float32Array>): Promise<StepOutputs> {
     const spec = this.manifest.models.training;
-    const feeds = this.modelFeeds(spec);
-    this.batchFeeds(batch, feeds);
-    feeds.alpha = new ort.Tensor('float32', Float32Array.from([batch.alpha]), []);
-    const stream = this.maskStream.at(this.trainStep);
-    for (const input of spec.inputs.filter((i) => i.role === 'dropout_mask')) {
-      const rows = input.dropout!.rows === 'source' ? batch.nSource : batch.count;
-      const width = input.shape[1] as number;
-      let mask = batch.dropoutMasks?.[input.name];
-      if (!mask) {
-        mask = new Float32Array(rows * width);
-        const threshold = Math.floor(input.dropout!.p * 4294967296);
-        const draw = stream.fork(input.name);
-        for (let k = 0; k < mask.length; k++) mask[k] = draw.uint32() < threshold ? 0 : 1;
-      }
-      feeds[input.name] = new ort.Tensor('float32', mask, [rows, width]);
-    }
-    const out = await this.train.run(feeds);
+    const out = await this.train.run(this.roleFeeds(spec, feeds, dropoutMasks));
     const accumulate = this.accumulate;
     for (const o of spec.outputs) {
       if (o.role === 'grad') {
@@ -300,8 +304,7 @@ export class TrainingSession {
     for (const [name, n] of this.counters) this.counters.set(name, n + 1n);
     this.accumulate = true;
     this.trainStep++;
-    const scalar = (name: string) => (out[name].data as Float32Array)[0];
-    return { loss: scalar('loss'), regressionLoss: scalar('regression_loss'), domainLoss: scalar('domain_loss') };
+    return TrainingSession.byRole(spec, out);
   }
 
   /** ORT's lazyResetGrad: the next train step overwrites the gradients instead of adding to them. */
@@ -337,17 +340,11 @@ export class TrainingSession {
     }
   }
 
-  /** Eval-mode forward (running BatchNorm statistics, no dropout) with losses on the source rows. */
-  async runEvalStep(batch: EvalBatch): Promise<EvalResult> {
+  /** Eval-mode forward: running BatchNorm statistics, no dropout, no gradients. */
+  async runEvalStep(feeds: StepFeeds): Promise<StepOutputs> {
     const spec = this.manifest.models.eval;
-    const feeds = this.modelFeeds(spec);
-    this.batchFeeds(batch, feeds);
-    const out = await this.evaluate.run(feeds);
-    const scalar = (name: string) => (out[name].data as Float32Array)[0];
-    return {
-      loss: scalar('loss'), regressionLoss: scalar('regression_loss'), domainLoss: scalar('domain_loss'),
-      prediction: out.prediction.data as Float32Array, domainLogit: out.domain_logit.data as Float32Array,
-    };
+    const out = await this.evaluate.run(this.roleFeeds(spec, feeds));
+    return TrainingSession.byRole(spec, out);
   }
 
   /** The state_dict (PyTorch names): parameters, running statistics and num_batches_tracked. */

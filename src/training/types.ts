@@ -1,6 +1,7 @@
 /**
  * The contracts between the training loop and what plugs into it (data sources, trackers).
  * The loop imports neither sharp nor W&B: src/data implements BatchSource, src/tracking implements Callback.
+ * Callbacks of the loop's own policies (checkpoints, NaN, early stopping) live in callbacks.ts.
  */
 
 /** A batch of images as one float32 NCHW tensor, 3 channels, values already preprocessed. */
@@ -69,14 +70,28 @@ export interface LoopState {
   metrics?: Record<string, number>;
   /** Wall-clock seconds since fit started. */
   elapsed: number;
-  /** Set by a callback to end training cleanly after the current step (e.g. W&B's `stopped`). */
+  /** Set by a callback to end training cleanly after the current step, resumable later (W&B's Stop button, Ctrl-C). */
   stopRequested?: boolean;
+  /** Set by a callback to end the fit as complete after this epoch (early stopping). */
+  finishRequested?: boolean;
+  /** Set in afterBackward by a callback to skip this batch's optimizer step (fastai's CancelStepException). */
+  skipStep?: boolean;
+  /** After the optimizer step: true when it left a weight NaN/Inf (reported by the optimizer). */
+  nonFiniteWeights?: boolean;
+  /** Samples served so far by each training source, for checkpoints (see BatchSource.position). */
+  sourcePositions?: () => Record<string, number>;
   /** Named float32 parameter and gradient views, for histograms; filled only when a callback asks. */
   parameters?: () => Map<string, Float32Array>;
   gradients?: () => Map<string, Float32Array>;
 }
 
-/** fastai-shaped callback: every hook is optional and may be async. */
+/**
+ * fastai-shaped callback: every hook is optional and may be async; a hook that throws ends the fit
+ * (afterFit still runs, with the error). Per batch the events are beforeBatch, afterBackward (loss and
+ * gradients ready, before the optimizer), afterStep (after the optimizer), afterBatch; per epoch
+ * beforeEpoch, afterValidate, afterEpoch. Each phase of fine_tune is a fit of its own (beforeFit …
+ * afterFit); afterCancelFit runs when a stop was requested, before the last afterFit.
+ */
 export interface Callback {
   readonly name: string;
   /** Ask the loop for parameter/gradient views every N steps (0 = never). */
@@ -84,9 +99,12 @@ export interface Callback {
   beforeFit?(state: LoopState): void | Promise<void>;
   beforeEpoch?(state: LoopState): void | Promise<void>;
   beforeBatch?(state: LoopState): void | Promise<void>;
+  afterBackward?(state: LoopState): void | Promise<void>;
+  afterStep?(state: LoopState): void | Promise<void>;
   afterBatch?(state: LoopState): void | Promise<void>;
   afterValidate?(state: LoopState): void | Promise<void>;
   afterEpoch?(state: LoopState): void | Promise<void>;
-  /** `error` is set when the fit ended by an exception or interruption. */
+  afterCancelFit?(state: LoopState): void | Promise<void>;
+  /** `error` is set when the fit ended by an exception. */
   afterFit?(state: LoopState, error?: unknown): void | Promise<void>;
 }

@@ -11,11 +11,11 @@ import { after, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
 import { type Tensor } from '../../src/io/tensor.ts';
-import { type Manifest } from '../../src/onnx/manifest.ts';
+import { type Manifest, type ModelConfig } from '../../src/onnx/manifest.ts';
 import { Graph } from '../../src/onnx/graph.ts';
 import { readModelFile } from '../../src/onnx/proto.ts';
-import { buildArtifacts } from '../../tools/build-artifacts.ts';
-import { makeConfig } from '../../tools/model/config.ts';
+import { buildArtifacts } from '../../src/model/build-artifacts.ts';
+import { makeConfig } from '../../src/model/config.ts';
 import { relErr } from '../export/fixture.ts';
 import { randn, rng } from '../helpers/gradcheck.ts';
 import { PY_SAFETENSORS, runPythonFile } from '../io/python.ts';
@@ -23,10 +23,12 @@ import { PY_SAFETENSORS, runPythonFile } from '../io/python.ts';
 const root = mkdtempSync(join(tmpdir(), 'ort-dann-parity-'));
 after(() => { if (!process.env.PARITY_DEBUG) rmSync(root, { recursive: true, force: true }); });
 
-interface Case { name: string; backbone: 'resnet18' | 'resnet34'; imageSize: number; task: 'regression' | 'classification'; ns: number; nt: number }
+interface Case { name: string; backbone: ModelConfig['backbone']; imageSize: number; task: 'regression' | 'classification'; ns: number; nt: number }
 const cases: Case[] = [
   { name: 'resnet34 128 px regression (the default model)', backbone: 'resnet34', imageSize: 128, task: 'regression', ns: 3, nt: 2 },
   { name: 'resnet18 256 px classification', backbone: 'resnet18', imageSize: 256, task: 'classification', ns: 2, nt: 2 },
+  { name: 'mobilenet_v3_small 128 px regression', backbone: 'mobilenet_v3_small', imageSize: 128, task: 'regression', ns: 3, nt: 3 },
+  { name: 'vgg11_bn 128 px classification', backbone: 'vgg11_bn', imageSize: 128, task: 'classification', ns: 2, nt: 2 },
 ];
 
 const f32 = (data: Float32Array, shape: number[]): Tensor => ({ dtype: 'F32', shape, data });

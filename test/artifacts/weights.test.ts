@@ -8,10 +8,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { dannEvalStep } from '../../src/training/dann-step.ts';
 import { TrainingSession } from '../../src/training/session.ts';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
-import { buildArtifacts } from '../../tools/build-artifacts.ts';
-import { makeConfig } from '../../tools/model/config.ts';
+import { buildArtifacts } from '../../src/model/build-artifacts.ts';
+import { makeConfig } from '../../src/model/config.ts';
 import { relErr } from '../export/fixture.ts';
 import { rng } from '../helpers/gradcheck.ts';
 import { PY_SAFETENSORS, runPythonFile } from '../io/python.ts';
@@ -35,7 +36,7 @@ test('a torch-saved ResNet34 (.pth and .safetensors) gives the same eval outputs
     assert.equal(manifest.weights, join(root, file));
     const session = await TrainingSession.fromArtifacts(out, { threads: 2 });
     try {
-      const r = await session.runEvalStep({ images, count: 3, nSource: 0, labels: new Float32Array(0), lambdaDomain: 0 });
+      const r = await dannEvalStep(session, { images, count: 3, nSource: 0, labels: new Float32Array(0) }, 0);
       const refFile = join(root, `${file}.ref.safetensors`);
       runPythonFile(script, ['eval', out, join(out, 'checkpoint.safetensors'), join(root, 'resnet.pth'), imagesFile, refFile, codec]);
       const ref = (await readSafetensors(refFile)).tensors;

@@ -1,6 +1,6 @@
 /**
  * The train-step bench on tiny settings: FLOP counts against the figures measured with PyTorch
- * hooks (../shared/research/feasibility.md §1), and one end-to-end run of both sides that checks
+ * hooks (docs/bench-reference.md), and one end-to-end run of both sides that checks
  * the JSON row's shape and arithmetic. No timing is asserted.
  */
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { forwardGflopPerImage, trainGflopPerImage } from '../../bench/lib/flops.ts';
 import { benchTrainStep } from '../../bench/train-step.ts';
-import { makeConfig } from '../../tools/model/config.ts';
+import { makeConfig } from '../../src/model/config.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'ort-dann-bench-'));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { generateDemoData } from '../../src/data/index.ts';
-import { buildArtifacts } from '../../tools/build-artifacts.ts';
-import { makeConfig } from '../../tools/model/config.ts';
+import { buildArtifacts } from '../../src/model/build-artifacts.ts';
+import { makeConfig } from '../../src/model/config.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'ort-dann-compare-'));
 after(() => rmSync(root, { recursive: true, force: true }));

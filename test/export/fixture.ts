@@ -9,8 +9,8 @@ import { exportInferenceModel, type ExportResult } from '../../src/export/export
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
 import { type Tensor } from '../../src/io/tensor.ts';
 import { type Manifest } from '../../src/onnx/manifest.ts';
-import { buildArtifacts } from '../../tools/build-artifacts.ts';
-import { makeConfig } from '../../tools/model/config.ts';
+import { buildArtifacts } from '../../src/model/build-artifacts.ts';
+import { makeConfig } from '../../src/model/config.ts';
 import { randn, rng } from '../helpers/gradcheck.ts';
 
 export const REPO = join(import.meta.dirname, '..', '..');

@@ -1,6 +1,6 @@
 /**
  * A W&B server for tests, on 127.0.0.1 only, modelled on W&B's own mock_server.py and the protocol notes
- * (shared/research/wandb-protocol.md §10): Basic auth `api:<key>`, GraphQL UpsertBucket/CreateRunFiles,
+ * (docs/wandb-protocol.md §10): Basic auth `api:<key>`, GraphQL UpsertBucket/CreateRunFiles,
  * file_stream with offset semantics (content[i] lands on line offset+i, so a resent request overwrites
  * instead of duplicating), signed-URL uploads that must carry no credentials, real error bodies, and
  * injectable faults: statuses (with Retry-After), hangs, dropped connections, and drops after the

@@ -42,8 +42,6 @@ export interface GradCase {
   seed?: number;
   eps?: number;
   rtol?: number;
-  /** Forward form of training-mode BatchNormalization. */
-  batchNorm?: 'fused' | 'ops';
   /** The backward is expected to be this multiple of the forward's derivative (−alpha for gradient reversal). */
   gradScale?: number;
 }
@@ -65,7 +63,7 @@ export async function checkGradients(c: GradCase): Promise<{ maxRelErr: number; 
   const loss = b.op('ReduceSum', [weighted], { keepdims: 0 }, 'loss');
   g.outputs.push({ name: out, dtype: 'float' }, { name: loss, dtype: 'float' });
   const wrt = Object.keys(c.inputs);
-  const grads = differentiate(g, { loss, wrt, batchNorm: c.batchNorm });
+  const grads = differentiate(g, { loss, wrt });
   const outShape = g.info(out)!.shape!;
   const values: Record<string, Float32Array> = {};
   for (const [name, dims] of Object.entries(c.inputs)) values[name] = c.values?.[name] ?? randn(shape(dims), rand);

@@ -65,7 +65,7 @@ test('downloads, verifies the hash prefix, reports progress, then reuses the cop
   const dest = join(tmp(), 'cache', 'sub', 'w.pth');
   const progress: [number, number | undefined][] = [];
   const first = await downloadOnce(url, dest, { sha256Prefix: sha256PrefixFromFilename(url), onProgress: (r, t) => progress.push([r, t]) });
-  assert.deepEqual(first, { path: dest, sha256: sha, downloaded: true });
+  assert.deepEqual(first, { path: dest, digest: sha, downloaded: true });
   assert.ok(readFileSync(dest).equals(payload));
   assert.deepEqual(progress.at(-1), [payload.length, payload.length]);
   const n = hits.get(new URL(url).pathname);

@@ -1,15 +1,26 @@
-// Runs fixture scripts with the system Python and torch. Missing either is a test failure, not a
-// skip: CI installs them (apt-get install python3-torch python3-numpy).
-import { spawnSync } from 'node:child_process';
+/**
+ * The one way tests launch Python: Debian's /usr/bin/python3 with torch, torchvision and numpy (CI
+ * installs them with apt), or $PYTHON. A missing Python or torch is a test failure, never a skip.
+ */
+import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 
-export const PYTHON = '/usr/bin/python3';
+export const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
+
+function run(args: string[], what: string, options: SpawnSyncOptions = {}): string {
+  const r = spawnSync(PYTHON, args, { encoding: 'utf8', maxBuffer: 256 << 20, ...options });
+  if (r.error) throw new Error(`cannot run ${PYTHON} (${r.error.message}); these tests need python3 with torch: apt-get install python3-torch python3-torchvision python3-numpy`);
+  if (r.status !== 0) throw new Error(`${what} failed (status ${r.status}):\n${r.stderr}`);
+  return r.stdout as string;
+}
 
 /** Runs `script` with `args` in `cwd`; returns stdout, throws with stderr if it fails. */
 export function runPython(script: string, args: string[] = [], cwd?: string): string {
-  const r = spawnSync(PYTHON, ['-c', script, ...args], { cwd, encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (r.error) throw new Error(`cannot run ${PYTHON} (${r.error.message}); these tests need python3 with torch: apt-get install python3-torch python3-numpy`);
-  if (r.status !== 0) throw new Error(`python fixture script failed (status ${r.status}):\n${r.stderr}`);
-  return r.stdout;
+  return run(['-c', script, ...args], 'python fixture script', { cwd });
+}
+
+/** Runs `script` with `input` as JSON on stdin and returns the JSON it prints (the training references). */
+export function runPythonJson<T>(script: string, input: unknown): T {
+  return JSON.parse(run(['-c', script], 'python reference', { input: JSON.stringify(input) })) as T;
 }
 
 /** A Python reader and writer of safetensors, independent of ours (the `safetensors` package is not installed). */
@@ -62,8 +73,5 @@ def describe(t):
 
 /** Runs a Python script file with `args`; returns stdout, throws with stderr if it fails. */
 export function runPythonFile(file: string, args: string[] = []): string {
-  const r = spawnSync(PYTHON, [file, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (r.error) throw new Error(`cannot run ${PYTHON} (${r.error.message}); these tests need python3 with torch: apt-get install python3-torch python3-torchvision python3-numpy`);
-  if (r.status !== 0) throw new Error(`python script ${file} failed (status ${r.status}):\n${r.stderr}`);
-  return r.stdout;
+  return run([file, ...args], `python script ${file}`);
 }

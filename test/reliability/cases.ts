@@ -9,8 +9,8 @@
 import { copyFileSync, linkSync, mkdirSync, readdirSync, readFileSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { buildArtifacts } from '../../tools/build-artifacts.ts';
-import { makeConfig } from '../../tools/model/config.ts';
+import { buildArtifacts } from '../../src/model/build-artifacts.ts';
+import { makeConfig } from '../../src/model/config.ts';
 
 export type Area = 'artifacts' | 'data' | 'flags' | 'config files' | 'predict' | 'W&B';
 export const AREAS: Area[] = ['artifacts', 'data', 'flags', 'config files', 'predict', 'W&B'];
@@ -339,12 +339,27 @@ export const CASES: Case[] = [
   {
     id: 'ep-cuda-not-installed', area: 'flags', title: '--ep cuda where onnxruntime-node has no CUDA provider files', command: 'train',
     args: ['--ep', 'cuda'], outcome: 'error',
-    expect: /^ort-dann: --ep cuda: the CUDA execution provider is not installed in onnxruntime-node; reinstall with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a connected Linux x64 machine with CUDA 12, or use --ep cpu$/,
+    expect: /^ort-dann: --ep cuda: the CUDA execution provider is not installed in onnxruntime-node; install it with `npx ort-dann install-cuda` \(or `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a machine that reaches NuGet\), or use --ep cpu$/,
   },
   {
-    id: 'ep-webgpu-fused-batchnorm', area: 'artifacts', title: '--ep webgpu with artifacts whose BatchNorm uses the training kernel', command: 'train',
-    args: ['--ep', 'webgpu'], outcome: 'error',
-    expect: /^ort-dann: --ep webgpu: \S+ uses ONNX's training-mode BatchNormalization, which the WebGPU provider lacks; rebuild with `ort-dann build-artifacts --batchnorm ops --out \S+`$/,
+    id: 'ep-cuda-fused-batchnorm', area: 'artifacts', title: '--ep cuda with artifacts from an earlier build whose BatchNorm uses the training kernel', command: 'train',
+    setup: (d) => {
+      copyArtifacts(d.artifacts, join(d.input, 'artifacts'));
+      const file = join(d.input, 'artifacts', 'manifest.json');
+      writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), batchNormForward: 'fused' }));
+    },
+    args: ['--ep', 'cuda', '--artifacts', '<case>/artifacts'], outcome: 'error',
+    expect: /^ort-dann: --ep cuda: <case>\/artifacts come from an earlier ort-dann whose BatchNorm uses ONNX's training kernel, which the CUDA provider does not run; build new artifacts with `npx ort-dann build-artifacts --out <case>\/artifacts-new` and pass --artifacts <case>\/artifacts-new$/,
+  },
+  {
+    id: 'ep-webgpu-fused-batchnorm', area: 'artifacts', title: '--ep webgpu with artifacts from an earlier build whose BatchNorm uses the training kernel', command: 'train',
+    setup: (d) => {
+      copyArtifacts(d.artifacts, join(d.input, 'artifacts'));
+      const file = join(d.input, 'artifacts', 'manifest.json');
+      writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), batchNormForward: 'fused' }));
+    },
+    args: ['--ep', 'webgpu', '--artifacts', '<case>/artifacts'], outcome: 'error',
+    expect: /^ort-dann: --ep webgpu: <case>\/artifacts come from an earlier ort-dann whose BatchNorm uses ONNX's training kernel, which the WebGPU provider does not run; build new artifacts with `npx ort-dann build-artifacts --out <case>\/artifacts-new` and pass --artifacts <case>\/artifacts-new$/,
   },
   {
     id: 'flag-source-size-below-batch', area: 'flags', title: '--source-size smaller than --batch-size', command: 'train',

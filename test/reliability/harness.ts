@@ -13,8 +13,8 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateDemoData, type DemoData } from '../../src/data/index.ts';
 import { readSafetensors } from '../../src/io/safetensors.ts';
-import { buildArtifacts } from '../../tools/build-artifacts.ts';
-import { makeConfig } from '../../tools/model/config.ts';
+import { buildArtifacts } from '../../src/model/build-artifacts.ts';
+import { makeConfig } from '../../src/model/config.ts';
 import { FakeWandb } from '../helpers/fake-wandb.ts';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));

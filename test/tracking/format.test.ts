@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseWandbJson, toWandbJson } from '../../src/tracking/extended-json.ts';
 import { histogram, HistoryBuilder, type Row } from '../../src/tracking/history.ts';
-import { configYaml, wrapConfig } from '../../src/tracking/run-files.ts';
-import { outputLogLine } from '../../src/tracking/console.ts';
+import { configYaml, wrapConfig } from '../../src/tracking/wandb/run-files.ts';
+import { outputLogLine } from '../../src/tracking/wandb/console.ts';
 
 test('NaN and ±Infinity are written as W&B (and Python json) write them, and read back', () => {
   const value = { loss: NaN, up: Infinity, down: -Infinity, ok: 1.5, n: [1, NaN], s: 'NaN "quoted"', nested: { x: -0 }, skip: undefined, f32: new Float32Array([0.5]) };

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { isUserError } from '../../src/errors.ts';
 import { Reporter } from '../../src/tracking/reporter.ts';
-import { appUrlFor, findApiKey, parseNetrc, resolveSettings, runUrlFor } from '../../src/tracking/settings.ts';
+import { appUrlFor, findApiKey, parseNetrc, resolveSettings, runUrlFor } from '../../src/tracking/wandb/settings.ts';
 import { tempDir } from './helpers.ts';
 
 const KEY_A = 'a'.repeat(40);

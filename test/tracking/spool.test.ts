@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { Spool } from '../../src/tracking/spool.ts';
+import { Spool } from '../../src/tracking/wandb/spool.ts';
 import { tempDir } from './helpers.ts';
 
 const line = (i: number) => `{"_step":${i},"pad":"${'x'.repeat(i % 7)}é"}`;

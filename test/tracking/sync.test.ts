@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { isUserError } from '../../src/errors.ts';
-import { syncRunDir } from '../../src/tracking/sync.ts';
+import { syncRunDir } from '../../src/tracking/wandb/sync.ts';
 import { FakeWandb, TEST_KEY } from '../helpers/fake-wandb.ts';
 import { session, sleep, tempDir } from './helpers.ts';
 import { FAST, runScript, type Script } from './script.ts';

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { AdamStepper, sharedFloat32Array, type AdamTensor } from '../../src/training/adam.ts';
 import { OneCycle } from '../../src/training/schedules.ts';
 import type { GroupHyper } from '../../src/training/types.ts';
-import { runPython } from './python-ref.ts';
+import { runPythonJson } from '../io/python.ts';
 
 /** fastai's Adam callbacks (weight_decay, average_grad dampened, average_sqr_grad, step_stat, adam_step) on torch tensors. */
 const FASTAI_ADAM = `
@@ -100,7 +100,7 @@ const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLen
 
 test('fastai Adam matches the PyTorch reference within 1e-6 relative', async (t) => {
   const s = scenario();
-  const ref = runPython<{ p: number[]; m: number[]; v: number[]; steps: number[] }>(FASTAI_ADAM, {
+  const ref = runPythonJson<{ p: number[]; m: number[]; v: number[]; steps: number[] }>(FASTAI_ADAM, {
     tensors: s.tensors,
     p0: [...s.p0],
     steps: s.steps.map((st) => ({ ...st, grads: [...st.grads] })),

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pngjs from 'pngjs';
 import { lrFind, plotLrFind, suggestValley, valley } from '../../src/training/lr-find.ts';
-import { runPython } from './python-ref.ts';
+import { runPythonJson } from '../io/python.ts';
 
 /** Flat, then a descent centred near 3e-4, then divergence past ~0.1; a little deterministic wobble. */
 const curve = (lr: number) => {
@@ -68,7 +68,7 @@ test('valley agrees with fastai on random curves (Python reference)', () => {
   let seed = 7;
   const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
   const curves = Array.from({ length: 60 }, (_, c) => Array.from({ length: 1 + (c % 30) * 3 }, () => Math.round(rand() * 20) / 4));
-  const ref = runPython<number[]>(
+  const ref = runPythonJson<number[]>(
     `
 import json, sys
 # fastai's valley loop: lds DP with the best end updated inside the inner loop; Python indexing of idx.

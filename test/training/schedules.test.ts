@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { OneCycle, combinedCos, dannAlpha, evenMults, fineTuneDannPlan, lrsFromSlice } from '../../src/training/schedules.ts';
-import { runPython } from './python-ref.ts';
+import { runPythonJson } from '../io/python.ts';
 
 const close = (actual: number, expected: number, rel = 1e-6, what = '') =>
   assert.ok(Math.abs(actual - expected) <= rel * Math.abs(expected), `${what}: ${actual} vs ${expected}`);
@@ -12,7 +12,7 @@ const close = (actual: number, expected: number, rel = 1e-6, what = '') =>
 const closeToPeak = (actual: number, expected: number, peak: number, what: string) =>
   assert.ok(Math.abs(actual - expected) <= 1e-6 * peak, `${what}: ${actual} vs ${expected}`);
 
-/** The research file's per-phase formulas, in float64, written independently of schedules.ts. */
+/** The per-phase formulas of docs/fastai-semantics.md §1, in float64, written independently of schedules.ts. */
 function expected1cycle(lrMax: number, pos: number, pct: number, div: number, divFinal: number) {
   const ease = (t: number) => (1 - Math.cos(Math.PI * t)) / 2;
   if (pos < pct) {
@@ -47,7 +47,7 @@ test('one-cycle lr and mom follow fastai per batch and per group', () => {
 
 test('combined_cos reproduces fastai float32 phase positions (torch reference)', () => {
   const cases = [0.25, 0.99, 0.3, 0.1].flatMap((pct) => [7, 100, 313].map((n) => ({ pct, n })));
-  const ref = runPython<number[][]>(
+  const ref = runPythonJson<number[][]>(
     `
 import json, math, sys, torch
 # fastai combine_scheds/combined_cos semantics: boundaries in a float32 tensor, float64 cosine.

@@ -3,9 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { dannTrainStep } from '../../src/training/dann-step.ts';
 import { TrainingSession } from '../../src/training/session.ts';
-import { buildArtifacts } from '../../tools/build-artifacts.ts';
-import { makeConfig } from '../../tools/model/config.ts';
+import { buildArtifacts } from '../../src/model/build-artifacts.ts';
+import { makeConfig } from '../../src/model/config.ts';
 import { randn, rng } from '../helpers/gradcheck.ts';
 import { PY_SAFETENSORS, runPythonFile } from '../io/python.ts';
 
@@ -19,15 +20,16 @@ before(async () => {
 function batch(seed: number, ns = 3, nt = 2) {
   const rand = rng(seed);
   const n = ns + nt;
-  return { images: Float32Array.from({ length: n * 3 * 128 * 128 }, () => rand()), count: n, nSource: ns, labels: randn(ns * 3, rand), alpha: 0.5, lambdaDomain: 0.1 };
+  return { images: Float32Array.from({ length: n * 3 * 128 * 128 }, () => rand()), count: n, nSource: ns, labels: randn(ns * 3, rand) };
 }
+const step = (s: TrainingSession, b: ReturnType<typeof batch>, dropoutMasks?: Record<string, Float32Array>) => dannTrainStep(s, b, { alpha: 0.5, lambdaDomain: 0.1, dropoutMasks });
 
 test('the JS and ONNX optimizer paths give the same parameters from the same gradients', async () => {
   const js = await TrainingSession.fromArtifacts(artifacts, { optimizer: 'js', threads: 2 });
   const onnx = await TrainingSession.fromArtifacts(artifacts, { optimizer: 'onnx', threads: 2 });
   try {
     js.lazyResetGrad();
-    await js.runTrainStep(batch(0));
+    await step(js, batch(0));
     // Same gradients into both: re-running the forward would let 1-ulp differences grow through Adam's
     // normalisation of near-zero gradients, which says nothing about the two update paths.
     onnx.gradients.set(js.gradients);
@@ -52,13 +54,13 @@ test('gradients accumulate until lazyResetGrad, like ORT training', async () => 
   try {
     const fixed = { label_dropout_mask: new Float32Array(3 * 256).fill(1), domain_dropout_mask: new Float32Array(5 * 256).fill(1) };
     s.lazyResetGrad();
-    await s.runTrainStep({ ...batch(7), dropoutMasks: fixed });
+    await step(s, batch(7), fixed);
     const once = Float32Array.from(s.gradients);
     // Running statistics move between the two steps but do not enter a training-mode forward.
-    await s.runTrainStep({ ...batch(7), dropoutMasks: fixed });
+    await step(s, batch(7), fixed);
     for (let k = 0; k < once.length; k += 997) assert.ok(Math.abs(s.gradients[k] - 2 * once[k]) <= 1e-5 * (Math.abs(once[k]) + 1e-6));
     s.lazyResetGrad();
-    await s.runTrainStep({ ...batch(7), dropoutMasks: fixed });
+    await step(s, batch(7), fixed);
     for (let k = 0; k < once.length; k += 997) assert.equal(s.gradients[k], once[k]);
   } finally {
     await s.release();
@@ -71,7 +73,7 @@ test('freezing keeps the body fixed except BatchNorm, and a checkpoint round-tri
     s.freezeTo(1);
     const before = Float32Array.from(s.getContiguousParameters());
     s.lazyResetGrad();
-    await s.runTrainStep(batch(3));
+    await step(s, batch(3));
     await s.runOptimizerStep(s.hypersFor(1e-3));
     for (const t of s.tensors) {
       const changed = s.getContiguousParameters().subarray(t.offset, t.offset + t.size).some((v, k) => v !== before[t.offset + k]);

@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { generateDemoData } from '../../src/data/index.ts';
 import { readSafetensors } from '../../src/io/safetensors.ts';
-import { buildArtifacts } from '../../tools/build-artifacts.ts';
-import { makeConfig } from '../../tools/model/config.ts';
+import { buildArtifacts } from '../../src/model/build-artifacts.ts';
+import { makeConfig } from '../../src/model/config.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'ort-dann-train-'));
 const artifacts = join(root, 'artifacts');
@@ -96,6 +96,7 @@ test('bad flags fail with one line naming the flag', () => {
 
 test('callbacks see one beforeEpoch per epoch, and a resumed run one for its partial epoch', async () => {
   const { fit } = await import('../../src/training/loop.ts');
+  const { SaveCheckpoints } = await import('../../src/training/callbacks.ts');
   const { fineTuneDannPlan } = await import('../../src/training/schedules.ts');
   const { TrainingSession } = await import('../../src/training/session.ts');
   const { openSource, openTarget } = await import('../../src/data/index.ts');
@@ -112,9 +113,11 @@ test('callbacks see one beforeEpoch per epoch, and a resumed run one for its par
     const s = await open();
     const plan = fineTuneDannPlan({ epochs: 2, freezeEpochs: 1, nGroups: session.groupCount, nIter: 2 });
     await fit({
-      session, ...s, batchSize: 2, valSteps: 1, plan, lambdaDomain: 0.1, runDir, monitor: { name: 'valid_loss', mode: 'min' },
-      outputNames: ['num_particles', 'planar_dist', 'depth_dist'], task: 'regression', resume,
-      callbacks: [{ name: 'spy', beforeEpoch: (st) => { events.push(`epoch ${st.epoch} at ${st.step}`); }, afterBatch: (st) => { events.push(`step ${st.step}`); } }],
+      session, ...s, batchSize: 2, valSteps: 1, plan, lambdaDomain: 0.1, resume,
+      callbacks: [
+        { name: 'spy', beforeEpoch: (st) => { events.push(`epoch ${st.epoch} at ${st.step}`); }, afterBatch: (st) => { events.push(`step ${st.step}`); } },
+        new SaveCheckpoints({ session, runDir, monitor: { name: 'valid_loss', direction: 'min' }, resume }),
+      ],
     });
     await Promise.all(Object.values(s).map((x) => x.close()));
     return events;
@@ -127,4 +130,14 @@ test('callbacks see one beforeEpoch per epoch, and a resumed run one for its par
   } finally {
     await session.release();
   }
+});
+
+test('lr-find takes the data flags, writes lr_find.png into --out-dir and restores nothing it should not', () => {
+  const out = join(root, 'lr-find');
+  const r = spawnSync(process.execPath, ['bin/ort-dann.js', 'lr-find', '--artifacts', artifacts, '--source', data.sourceVal!, '--source-val', data.sourceVal!,
+    '--target', data.targetTrain, '--target-val', data.targetVal, '--batch-size', '2', '--threads', '2', '--out-dir', out], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /lr_find: valley at \d\.\d\de-\d+ after \d+ batches/);
+  assert.ok(existsSync(join(out, 'lr_find.png')));
+  assert.ok(!existsSync(join(out, '.lr-find-state')), 'the saved state is removed after the restore');
 });

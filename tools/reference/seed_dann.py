@@ -34,11 +34,16 @@ def torchvision_body(backbone):
     return getattr(torchvision.models, backbone)()
 
 
+# Channels of the body's last feature map: the extra block keeps them.
+CHANNELS = {'resnet18': 512, 'resnet34': 512, 'mobilenet_v3_small': 576, 'vgg11_bn': 512}
+
+
 class FeatureExtractor(nn.Module):
-    def __init__(self, body):
+    def __init__(self, body, channels=512):
         super().__init__()
         self.resnet_layers = nn.Sequential(*list(body.children())[:-2])
-        self.additional_layers = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(512, 512, 4, stride=2, padding=1), nn.BatchNorm2d(512), nn.ReLU())
+        c = channels
+        self.additional_layers = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(c, c, 4, stride=2, padding=1), nn.BatchNorm2d(c), nn.ReLU())
 
     def forward(self, x):
         return self.additional_layers(self.resnet_layers(x))
@@ -68,7 +73,7 @@ class DANN(nn.Module):
     def __init__(self, config, dropout=nn.Dropout, body=None):
         super().__init__()
         features, p = config['featureDim'], config['dropout']
-        self.feature_extractor = FeatureExtractor(body if body is not None else torchvision_body(config['backbone']))
+        self.feature_extractor = FeatureExtractor(body if body is not None else torchvision_body(config['backbone']), CHANNELS[config['backbone']])
         self.label_predictor = LabelPredictor(features, len(config['outputs']), dropout(p))
         self.domain_classifier = DomainClassifier(features, dropout(p))
         self.grl = GradientReversalLayer()
