@@ -11,16 +11,15 @@ import { convRecipePolicy, type DwRecipe, type DxRecipe } from '../src/autodiff/
 import { Builder } from '../src/onnx/builder.ts';
 import { Graph } from '../src/onnx/graph.ts';
 import { encodeModel } from '../src/onnx/proto.ts';
+import { parseArgs } from './lib/args.ts';
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const S = arg('image-size', 128);
-const N = arg('batch', 32);
-const threads = arg('threads', 2);
-const runs = arg('runs', 7);
-const json = process.argv.includes('--json');
+const { imageSize: S, batch: N, threads, runs, json } = parseArgs('conv-recipes', process.argv.slice(2), {
+  imageSize: { type: 'int', default: 128, min: 32, help: 'image size in pixels' },
+  batch: { type: 'int', default: 32, min: 1, help: 'images per batch' },
+  threads: { type: 'int', default: 2, min: 1, help: 'intra-op threads' },
+  runs: { type: 'int', default: 7, min: 1, help: 'timed runs per recipe' },
+  json: { type: 'flag', help: 'one JSON object per layer' },
+});
 
 /** [name, Cin, Cout, kernel, stride, pad, input side] of each distinct ResNet34-DANN conv. */
 const s = S / 4;

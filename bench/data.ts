@@ -14,6 +14,7 @@ import { simulateParticles } from '../src/data/particles.ts';
 import { createRng } from '../src/rng.ts';
 import { openSimulator } from '../src/data/simulator.ts';
 import type { BatchSource } from '../src/training/types.ts';
+import { type ArgSpec, parseArgs } from './lib/args.ts';
 
 export interface DataBenchRow {
   name: string;
@@ -32,13 +33,11 @@ export interface DataBenchResult {
 
 const BATCH = 32;
 
-function flag(argv: string[], name: string, fallback: number): number {
-  const i = argv.indexOf(name);
-  if (i === -1) return fallback;
-  const v = Number(argv[i + 1]);
-  if (!(v > 0)) throw new Error(`${name} needs a positive number, got ${argv[i + 1]}`);
-  return v;
-}
+export const DATA_ARGS = {
+  stepImagesPerS: { type: 'number', default: 40, min: 1e-9, help: 'images/s a training step consumes' },
+  seconds: { type: 'number', default: 2, min: 1e-9, help: 'seconds per measurement' },
+  json: { type: 'flag', help: 'print the result as JSON' },
+} satisfies ArgSpec;
 
 /** Images per second of batches from `source` over about `seconds`, after one warm-up batch. */
 async function batchRate(source: BatchSource, seconds: number): Promise<number> {
@@ -52,17 +51,16 @@ async function batchRate(source: BatchSource, seconds: number): Promise<number> 
 }
 
 export async function benchData(argv: string[]): Promise<DataBenchResult> {
-  const step = flag(argv, '--step-images-per-s', 40);
-  const seconds = flag(argv, '--seconds', 2);
+  const { stepImagesPerS: step, seconds, json } = parseArgs('data', argv, DATA_ARGS);
   const rows: DataBenchRow[] = [];
   const add = (name: string, size: number, imagesPerS: number) => {
     rows.push({ name, size, imagesPerS, ratio: imagesPerS / step });
-    if (!argv.includes('--json')) {
+    if (!json) {
       console.log(`${name.padEnd(40)} ${String(size).padStart(4)} px ${imagesPerS.toFixed(0).padStart(7)} img/s  ${(imagesPerS / step).toFixed(1).padStart(7)}x step`);
     }
   };
   const result: DataBenchResult = { cpus: availableParallelism(), loadAverage: loadavg()[0], stepImagesPerS: step, rows };
-  if (!argv.includes('--json')) {
+  if (!json) {
     console.log(`data bench: ${result.cpus} CPUs, load average ${result.loadAverage.toFixed(2)}, step consumes ${step} img/s, batches of ${BATCH}`);
   }
 
@@ -98,7 +96,7 @@ export async function benchData(argv: string[]): Promise<DataBenchResult> {
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-  if (argv.includes('--json')) console.log(JSON.stringify(result, null, 2));
+  if (json) console.log(JSON.stringify(result, null, 2));
   return result;
 }
 

@@ -23,6 +23,7 @@ import { readModelFile } from '../src/onnx/proto.ts';
 import { buildArtifacts } from '../src/model/build-artifacts.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { PY_SAFETENSORS } from '../test/io/python.ts';
+import { type ArgSpec, parseArgs } from './lib/args.ts';
 
 export interface ExportBenchRow {
   image_size: number;
@@ -43,42 +44,23 @@ export interface ExportBenchRow {
   load_avg: number;
 }
 
-interface Options {
-  sizes: number[];
-  batch: number;
-  runs: number;
-  warmup: number;
-  rounds: number;
-  threads: number;
-  backbone: 'resnet18' | 'resnet34';
-  json: boolean;
-  /** Python with torch and torchvision, for torch.onnx.export. */
-  python: string;
-}
+export const EXPORT_ARGS = {
+  imageSize: { type: 'ints', default: [128, 256], min: 1, help: 'image sizes in pixels (repeat or 128,256)' },
+  batch: { type: 'int', default: 32, min: 1, help: 'images per run' },
+  runs: { type: 'int', default: 5, min: 1, help: 'timed runs per model and round' },
+  warmup: { type: 'int', default: 2, min: 0, help: 'untimed runs first' },
+  rounds: { type: 'int', default: 2, min: 1, help: 'blocks per model, taking turns' },
+  threads: { type: 'int', default: availableParallelism(), min: 1, help: 'intra-op threads' },
+  backbone: { type: 'string', default: 'resnet34', choices: ['resnet18', 'resnet34'] as const, help: 'backbone' },
+  json: { type: 'flag', help: 'one JSON object per size' },
+  python: { type: 'string', default: existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', help: 'python with torch and torchvision, for torch.onnx.export' },
+} satisfies ArgSpec;
 
-function parse(argv: string[]): Options {
-  const values = (name: string) => argv.flatMap((a, i) => (a === name ? [argv[i + 1]] : []));
-  const count = (name: string, fallback: number, min: number) => {
-    const raw = values(name).at(-1);
-    const v = raw === undefined ? fallback : Number(raw);
-    if (!Number.isInteger(v) || v < min) throw new UserError(`${name} needs an integer ≥ ${min}, got ${raw}`);
-    return v;
-  };
-  const sizes = values('--image-size').map(Number);
-  if (sizes.some((s) => !Number.isInteger(s) || s < 1)) throw new UserError(`--image-size needs a size in pixels such as 128 or 256, got ${values('--image-size').join(', ')}`);
-  const backbone = values('--backbone').at(-1) ?? 'resnet34';
-  if (backbone !== 'resnet18' && backbone !== 'resnet34') throw new UserError(`--backbone ${backbone}: choose resnet18 or resnet34`);
-  return {
-    sizes: sizes.length > 0 ? sizes : [128, 256],
-    batch: count('--batch', 32, 1),
-    runs: count('--runs', 5, 1),
-    warmup: count('--warmup', 2, 0),
-    rounds: count('--rounds', 2, 1),
-    threads: count('--threads', availableParallelism(), 1),
-    backbone,
-    json: argv.includes('--json'),
-    python: values('--python').at(-1) ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'),
-  };
+type Options = ReturnType<typeof parse>;
+
+function parse(argv: string[]) {
+  const { imageSize, ...rest } = parseArgs('export', argv, EXPORT_ARGS);
+  return { sizes: imageSize, ...rest };
 }
 
 const median = (xs: number[]) => {

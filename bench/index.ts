@@ -3,15 +3,17 @@
  * Each bench is imported only when chosen, so a machine that runs one (e.g. the GPU check, which
  * carries no sharp) needs only that one's dependencies.
  */
-import { fileURLToPath } from 'node:url';
 import { UserError } from '../src/errors.ts';
 
 const USAGE = `usage: npm run bench -- <command> [options]
   train-step  train-step throughput vs PyTorch: [--image-size 128 --batch 16+16]... [--steps 5] [--warmup 2]
-              [--threads N] [--peer torch] [--json] [--ep cpu|cuda|webgpu] [--rebuild]
+              [--threads 1,2] [--rounds N] [--peer torch] [--json] [--ep cpu|cuda|webgpu] [--rebuild]
+              [--session-config KEY=VALUE]... [--execution-mode parallel]
+  profile     per-node ORT profile of the train step at several thread counts: [--threads 1,2] [--image-size 128] [--batch 16+16]
   data        data-pipeline throughput (simulator, folder decode) vs a training step's consumption
   export      exported inference model vs torch.onnx.export, both run by ORT
-  adam        fastai Adam step over 25.76 M parameters, calling thread and workers [repeats]`;
+  adam        fastai Adam step over 25.76 M parameters, scalar vs SIMD kernel, calling thread and workers [--repeats N]
+  (each command lists its options when given an unknown one)`;
 
 async function main(command: string | undefined, argv: string[]): Promise<void> {
   switch (command) {
@@ -23,6 +25,9 @@ async function main(command: string | undefined, argv: string[]): Promise<void> 
     case '__train-step-ours': // our side of train-step, in its own process (bench/lib/child.ts)
       await (await import('./lib/ours.ts')).oursTrainStep(argv);
       return;
+    case 'profile':
+      await (await import('./profile.ts')).benchProfile(argv);
+      return;
     case 'data':
       await (await import('./data.ts')).benchData(argv);
       return;
@@ -30,9 +35,7 @@ async function main(command: string | undefined, argv: string[]): Promise<void> 
       await (await import('./export.ts')).benchExport(argv);
       return;
     case 'adam':
-      // bench/adam.ts is a script that reads its repeat count from process.argv[2].
-      process.argv = [process.argv[0], fileURLToPath(new URL('./adam.ts', import.meta.url)), ...argv];
-      await import('./adam.ts');
+      await (await import('./adam.ts')).benchAdam(argv);
       return;
     default:
       console.error(USAGE);

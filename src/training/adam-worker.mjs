@@ -1,13 +1,17 @@
-// Runs adamKernel from adam.ts on a slice of the shared buffers. Loader hooks registered in the parent
-// thread (bin/ort-dann.js calls tsx's register()) do not reach workers, so this registers tsx itself.
+// Runs adamKernel (or its SIMD form, when the buffers share a WebAssembly.Memory) from adam.ts on a
+// slice of the shared buffers. Loader hooks registered in the parent thread (bin/ort-dann.js calls
+// tsx's register()) do not reach workers, so this registers tsx itself.
 import { parentPort, workerData } from 'node:worker_threads';
 import { register } from 'tsx/esm/api';
 
 register();
-const { adamKernel } = await import('./adam.ts');
+const { adamKernel, adamKernelSimd } = await import('./adam.ts');
+const { instantiateSimdAdam } = await import('./adam-simd.ts');
 const view = (d) => new Float32Array(d.buffer, d.byteOffset, d.length);
 const [p, g, m, v] = [workerData.p, workerData.g, workerData.m, workerData.v].map(view);
+const simd = workerData.memory ? instantiateSimdAdam(workerData.memory, workerData.module) : undefined;
 parentPort.on('message', (work) => {
-  adamKernel(p, g, m, v, work);
+  if (simd) adamKernelSimd(simd, p, g, m, v, work);
+  else adamKernel(p, g, m, v, work);
   parentPort.postMessage(0);
 });

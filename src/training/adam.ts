@@ -17,6 +17,7 @@
  * worker paths run the same kernel on the same inputs, so they agree bit for bit.
  */
 import { Worker } from 'node:worker_threads';
+import { instantiateSimdAdam, type SimdAdam, simdModule } from './adam-simd.ts';
 import type { GroupHyper } from './types.ts';
 
 /** One named parameter tensor inside the flat buffer. */
@@ -54,6 +55,37 @@ export function sharedFloat32Array(length: number): Float32Array {
   return new Float32Array(new SharedArrayBuffer(length * Float32Array.BYTES_PER_ELEMENT));
 }
 
+/** Shared memories made by adamBuffers, by their buffer; the moments of a stepper on them go in the rest of the memory. */
+const simdMemories = new WeakMap<ArrayBufferLike, { memory: WebAssembly.Memory; free: number; end: number }>();
+const PAGE = 65536;
+
+/**
+ * Params and grads for an AdamStepper that runs the SIMD kernel (adam-simd.ts, 2–3× faster): both,
+ * and the moments the stepper adds, in one shared WebAssembly.Memory. Falls back to two
+ * sharedFloat32Arrays (the scalar kernel) where WebAssembly SIMD is missing or n is too large.
+ */
+export function adamBuffers(n: number): { params: Float32Array; grads: Float32Array } {
+  const slot = Math.ceil((n * 4) / 64) * 64; // each array starts on a cache line
+  const pages = Math.ceil((4 * slot) / PAGE);
+  if (!simdModule() || pages > 65536) return { params: sharedFloat32Array(n), grads: sharedFloat32Array(n) };
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  simdMemories.set(memory.buffer, { memory, free: 2 * slot, end: 4 * slot });
+  return { params: new Float32Array(memory.buffer, 0, n), grads: new Float32Array(memory.buffer, slot, n) };
+}
+
+/** The moments next to params and grads when they came from adamBuffers (the SIMD kernel's precondition). */
+function simdMoments(params: Float32Array, grads: Float32Array): { memory: WebAssembly.Memory; m: Float32Array; v: Float32Array } | undefined {
+  const home = simdMemories.get(params.buffer);
+  if (!home || grads.buffer !== params.buffer) return undefined;
+  const n = params.length;
+  const slot = Math.ceil((n * 4) / 64) * 64;
+  if (home.free + 2 * slot > home.end) return undefined; // a second stepper on the same buffers
+  const m = new Float32Array(home.memory.buffer, home.free, n);
+  const v = new Float32Array(home.memory.buffer, home.free + slot, n);
+  home.free += 2 * slot;
+  return { memory: home.memory, m, v };
+}
+
 /**
  * Runs the update over a work list of chunk records. Shared by the calling thread and the workers
  * (which import this module), so both paths execute identical arithmetic.
@@ -88,6 +120,26 @@ export function adamKernel(p: Float32Array, g: Float32Array, m: Float32Array, v:
   }
 }
 
+/**
+ * adamKernel through the SIMD module: whole groups of 4 floats in WebAssembly, the remainder of each
+ * chunk (< 4 floats) by adamKernel itself; bit-identical to adamKernel over the whole list.
+ */
+export function adamKernelSimd(simd: SimdAdam, p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, work: Float64Array): void {
+  const at = (a: Float32Array, i: number) => a.byteOffset + 4 * i;
+  for (let o = 0; o < work.length; o += STRIDE) {
+    const start = work[o] | 0;
+    const end = work[o + 1] | 0;
+    const quads = (end - start) >> 2;
+    simd(at(p, start), at(g, start), at(m, start), at(v, start), quads, work[o + 2], work[o + 3], work[o + 4], work[o + 5], work[o + 6], work[o + 7], work[o + 8], work[o + 9]);
+    const rest = start + 4 * quads;
+    if (rest < end) {
+      const tail = work.slice(o, o + STRIDE);
+      tail[0] = rest;
+      adamKernel(p, g, m, v, tail);
+    }
+  }
+}
+
 /** fastai `debias(mom, 1-mom, step)`, kept in its algebraic form (not simplified) to round as fastai does. */
 const debias = (mom: number, step: number) => ((1 - mom) * (1 - mom ** step)) / (1 - mom);
 
@@ -106,6 +158,8 @@ export class AdamStepper {
   readonly expAvgSq: Float32Array;
   readonly steps: Float64Array;
   private readonly slots: WorkerSlot[];
+  /** The SIMD kernel on the calling thread, when params and grads came from adamBuffers. */
+  private readonly simd?: SimdAdam;
   private inFlight = false;
   private failure?: Error;
 
@@ -124,11 +178,13 @@ export class AdamStepper {
     this.params = o.params;
     this.grads = o.grads;
     this.tensors = o.tensors;
+    const simd = simdMoments(o.params, o.grads);
     const alloc = nWorkers > 0 ? sharedFloat32Array : (len: number) => new Float32Array(len);
-    this.expAvg = alloc(n);
-    this.expAvgSq = alloc(n);
+    this.expAvg = simd?.m ?? alloc(n);
+    this.expAvgSq = simd?.v ?? alloc(n);
     this.steps = new Float64Array(o.tensors.length);
-    const data = { p: describe(this.params), g: describe(this.grads), m: describe(this.expAvg), v: describe(this.expAvgSq) };
+    if (simd && nWorkers === 0) this.simd = instantiateSimdAdam(simd.memory);
+    const data = { p: describe(this.params), g: describe(this.grads), m: describe(this.expAvg), v: describe(this.expAvgSq), memory: simd?.memory, module: simd ? simdModule() : undefined };
     this.slots = Array.from({ length: nWorkers }, () => this.spawn(data));
   }
 
@@ -162,7 +218,8 @@ export class AdamStepper {
     }
     const lists = this.plan(hypers, trainable, Math.max(1, this.slots.length));
     if (this.slots.length === 0) {
-      adamKernel(this.params, this.grads, this.expAvg, this.expAvgSq, lists[0]);
+      if (this.simd) adamKernelSimd(this.simd, this.params, this.grads, this.expAvg, this.expAvgSq, lists[0]);
+      else adamKernel(this.params, this.grads, this.expAvg, this.expAvgSq, lists[0]);
       return;
     }
     this.inFlight = true;

@@ -26,10 +26,10 @@ test('FLOPs per image match the hook counts of the PyTorch model', () => {
   assert.ok(trainGflopPerImage(c128, 32, 32) > trainGflopPerImage(c128, 32, 16));
 });
 
-test('train-step runs ours and the torch peer and reports one row per config', async () => {
-  const rows = await benchTrainStep(['--image-size', '100', '--batch', '1+1', '--steps', '1', '--warmup', '1', '--threads', '2', '--peer', 'torch', '--json', '--artifacts-root', root]);
-  assert.equal(rows.length, 1);
-  const r = rows[0];
+test('train-step runs ours and the torch peer and reports one row per config and thread count', async () => {
+  const rows = await benchTrainStep(['--image-size', '100', '--batch', '1+1', '--steps', '1', '--warmup', '1', '--threads', '1,2', '--peer', 'torch', '--json', '--artifacts-root', root]);
+  assert.deepEqual(rows.map((x) => x.threads), [1, 2]);
+  const r = rows[1];
   assert.equal(r.image_size, 100);
   assert.equal(r.batch, '1+1');
   const positive = (key: keyof typeof r) => {
@@ -37,7 +37,7 @@ test('train-step runs ours and the torch peer and reports one row per config', a
     assert.ok(typeof v === 'number' && Number.isFinite(v) && v > 0, `${key} = ${v}`);
     return v;
   };
-  for (const key of ['peak_rss_mb', 'peer_peak_rss_mb', 'startup_s', 'peer_startup_s', 'session_create_s'] as const) positive(key);
+  for (const key of ['peak_rss_mb', 'peer_peak_rss_mb', 'startup_s', 'peer_startup_s', 'session_create_s', 'cpu_ms', 'peer_cpu_ms'] as const) positive(key);
   assert.equal(r.error, undefined);
   assert.equal(r.peer_error, undefined);
   const ours = positive('images_per_s');
