@@ -70,6 +70,7 @@ export class ArraySource implements BatchSource {
   startEpoch(epoch: number): void {
     this.epoch = epoch;
     this.cursor = 0;
+    this.perm = undefined;
   }
 
   get position(): number {
