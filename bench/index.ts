@@ -11,7 +11,8 @@ const USAGE = `usage: npm run bench -- <command> [options]
               [--threads N] [--peer torch] [--json] [--ep cpu|cuda|webgpu] [--rebuild]
   data        data-pipeline throughput (simulator, folder decode) vs a training step's consumption
   export      exported inference model vs torch.onnx.export, both run by ORT
-  adam        fastai Adam step over 25.76 M parameters, calling thread and workers [repeats]`;
+  adam        fastai Adam step over 25.76 M parameters, calling thread and workers [repeats]
+  da          DANN outcome parity on synthetic shifts, ours vs the PyTorch reference loop (--help)`;
 
 async function main(command: string | undefined, argv: string[]): Promise<void> {
   switch (command) {
@@ -33,6 +34,9 @@ async function main(command: string | undefined, argv: string[]): Promise<void> 
       // bench/adam.ts is a script that reads its repeat count from process.argv[2].
       process.argv = [process.argv[0], fileURLToPath(new URL('./adam.ts', import.meta.url)), ...argv];
       await import('./adam.ts');
+      return;
+    case 'da':
+      await (await import('./da.ts')).benchDa(argv);
       return;
     default:
       console.error(USAGE);
