@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- <train-step | data | export | adam> [options]`: one entry point for the benches.
+ * `npm run bench -- <train-step | profile | data | export | adam | da> [options]`: one entry point for the benches.
  * Each bench is imported only when chosen, so a machine that runs one (e.g. the GPU check, which
  * carries no sharp) needs only that one's dependencies.
  */
@@ -13,6 +13,7 @@ const USAGE = `usage: npm run bench -- <command> [options]
   data        data-pipeline throughput (simulator, folder decode) vs a training step's consumption
   export      exported inference model vs torch.onnx.export, both run by ORT
   adam        fastai Adam step over 25.76 M parameters, scalar vs SIMD kernel, calling thread and workers [--repeats N]
+  da          DANN outcome parity on synthetic shifts, ours vs the PyTorch reference loop (--help)
   (each command lists its options when given an unknown one)`;
 
 async function main(command: string | undefined, argv: string[]): Promise<void> {
@@ -36,6 +37,9 @@ async function main(command: string | undefined, argv: string[]): Promise<void> 
       return;
     case 'adam':
       await (await import('./adam.ts')).benchAdam(argv);
+      return;
+    case 'da':
+      await (await import('./da.ts')).benchDa(argv);
       return;
     default:
       console.error(USAGE);

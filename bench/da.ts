@@ -1,0 +1,216 @@
+/**
+ * `npm run bench -- da`: outcome parity of DANN, ours against the plain-PyTorch reference loop
+ * (tools/reference/whole_run.py). On each synthetic shift (src/data/shifts.ts) and seed, both train
+ * source-only and DANN with the same recipe, data and initial weights (their own data order and
+ * dropout draws), and report the target MAE summed over the outputs on held-out labelled target
+ * images after the last epoch, plus the domain accuracy of the last epochs. See docs/da-parity.md.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ArraySource, renderSplit, SHIFTS, type LabelledArrays, type Shift } from '../src/data/shifts.ts';
+import { type ArgSpec, parseArgs, usage } from './lib/args.ts';
+import { UserError } from '../src/errors.ts';
+import { writeSafetensors } from '../src/io/safetensors.ts';
+import { type Tensor } from '../src/io/tensor.ts';
+import { fit } from '../src/training/loop.ts';
+import { fineTuneDannPlan } from '../src/training/schedules.ts';
+import { TrainingSession } from '../src/training/session.ts';
+import { buildArtifacts } from '../src/model/build-artifacts.ts';
+import { makeConfig } from '../src/model/config.ts';
+
+interface Recipe {
+  epochs: number;
+  freeze_epochs: number;
+  base_lr: number;
+  lr_mult: number;
+  pct_start: number;
+  div: number;
+  moms: [number, number, number];
+  lambda_domain: number;
+  batch_size: number;
+  n_iter: number;
+  val_steps: number;
+  freeze_to: number;
+}
+
+export interface DaRow {
+  shift: string;
+  seed: number;
+  impl: 'ours' | 'torch';
+  mode: 'source-only' | 'dann';
+  /** Target MAE summed over the outputs, last epoch, held-out target images. */
+  target_mae: number;
+  /** Domain accuracy of every epoch (DANN; source-only has no trained domain classifier). */
+  domain_accuracy: number[];
+  seconds: number;
+}
+
+const DA_ARGS = {
+  shifts: { type: 'string', default: 'sprites,cells', help: 'comma-separated shifts' },
+  seeds: { type: 'ints', default: [0, 1, 2, 3, 4], min: 0, help: 'seeds (initial weights, data order, dropout)' },
+  impl: { type: 'string', default: 'ours,torch', help: 'implementations: ours, torch' },
+  modes: { type: 'string', default: 'source-only,dann', help: 'source-only, dann' },
+  imageSize: { type: 'int', default: 100, min: 97, help: 'image side in pixels' },
+  backbone: { type: 'string', default: 'resnet18', choices: ['resnet18', 'resnet34'], help: 'ResNet body' },
+  sourceSize: { type: 'int', default: 160, min: 1, help: 'source training images' },
+  valSize: { type: 'int', default: 64, min: 1, help: 'validation images per domain' },
+  batch: { type: 'int', default: 8, min: 1, help: 'images per domain in a batch' },
+  epochs: { type: 'int', default: 4, min: 1, help: 'epochs' },
+  lr: { type: 'number', default: 2e-3, min: 0, help: 'base learning rate' },
+  lrMult: { type: 'number', default: 1, min: 0, help: "fine_tune_dann's lr_mult" },
+  lambda: { type: 'number', default: 0.1, min: 0, help: 'lambda of the domain loss' },
+  moms: { type: 'string', default: '0.95,0.85,0.95', help: "one-cycle momentums" },
+  threads: { type: 'int', default: 2, min: 1, help: 'threads per side' },
+  json: { type: 'flag', help: 'one JSON line per run' },
+  out: { type: 'string', default: 'bench/results/da', help: 'folder for data, artifacts and runs' },
+} as const satisfies ArgSpec;
+
+const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+
+export async function benchDa(argv: string[]): Promise<DaRow[]> {
+  if (argv.includes('--help')) {
+    console.log(`npm run bench -- da [options]\n${usage(DA_ARGS)}`);
+    return [];
+  }
+  const v = parseArgs('da', argv, DA_ARGS);
+  const shifts = list(v.shifts).map((s) => {
+    if (!SHIFTS[s]) throw new UserError(`--shifts ${s}: choose from ${Object.keys(SHIFTS).join(', ')}`);
+    return SHIFTS[s];
+  });
+  const seeds = v.seeds;
+  const impls = list(v.impl) as DaRow['impl'][];
+  const modes = list(v.modes) as DaRow['mode'][];
+  const size = v.imageSize;
+  const batch = v.batch;
+  const sourceSize = v.sourceSize;
+  const valSize = v.valSize;
+  const moms = list(v.moms).map(Number) as [number, number, number];
+  if (moms.length !== 3 || moms.some((m) => !Number.isFinite(m))) throw new UserError('--moms: give three numbers, e.g. 0.95,0.85,0.95');
+  const recipe: Recipe = {
+    epochs: v.epochs, freeze_epochs: 0, base_lr: v.lr, lr_mult: v.lrMult, pct_start: 0.3, div: 5, moms,
+    lambda_domain: v.lambda, batch_size: batch, n_iter: Math.floor(sourceSize / batch), val_steps: Math.floor(valSize / batch), freeze_to: 1,
+  };
+  const threads = v.threads;
+  const out = resolve(v.out);
+  mkdirSync(out, { recursive: true });
+  const rows: DaRow[] = [];
+  const report = (row: DaRow) => {
+    rows.push(row);
+    const acc = row.domain_accuracy.length ? ` domain_accuracy ${row.domain_accuracy.map((a) => a.toFixed(2)).join(' ')}` : '';
+    if (v.json) console.log(JSON.stringify({ ...row, recipe }));
+    else console.error(`${row.shift} seed ${row.seed} ${row.impl} ${row.mode}: target MAE ${row.target_mae.toFixed(3)}${acc} (${row.seconds.toFixed(0)} s)`);
+  };
+  // One dataset per shift: the seeds vary initial weights, data order and dropout, not the images.
+  const datasets = await Promise.all(shifts.map(async (shift) => {
+    const data = {
+      source: renderSplit(shift, 'source', 'train', sourceSize, size, 0),
+      target: renderSplit(shift, 'target', 'train', sourceSize, size, 0),
+      sourceVal: renderSplit(shift, 'source', 'val', valSize, size, 0),
+      targetVal: renderSplit(shift, 'target', 'test', valSize, size, 0),
+    };
+    const file = join(out, `${shift.name}-${size}px.safetensors`);
+    if (impls.includes('torch')) await writeData(file, data, size, shift.outputs.length);
+    return { shift, data, file };
+  }));
+  // Seeds outermost: a bench stopped early still holds whole seeds of every shift.
+  for (const seed of seeds) {
+    for (const { shift, data, file } of datasets) {
+      const art = join(out, `artifacts-${v.backbone}-${shift.name}-${size}px-seed${seed}`);
+      if (!existsSync(join(art, 'manifest.json'))) {
+        await buildArtifacts({ config: makeConfig({ imageSize: size, backbone: v.backbone as 'resnet18', outputs: [...shift.outputs] }), out: art, weights: 'none', weightsCache: out, seed });
+      }
+      for (const mode of modes) {
+        for (const impl of impls) {
+          const t0 = performance.now();
+          const r = impl === 'ours' ? await runOurs(art, shift, data, recipe, mode, seed, threads, out) : runTorch(art, file, recipe, mode, seed, threads, out);
+          report({ shift: shift.name, seed, impl, mode, ...r, seconds: (performance.now() - t0) / 1000 });
+        }
+      }
+    }
+  }
+  if (!v.json) printTable(rows, recipe, size, v.backbone!);
+  return rows;
+}
+
+async function writeData(file: string, d: Record<'source' | 'target' | 'sourceVal' | 'targetVal', LabelledArrays>, size: number, k: number): Promise<void> {
+  const t = (a: LabelledArrays): [Tensor, Tensor] => [
+    { dtype: 'F32', shape: [a.count, 3, size, size], data: a.images }, { dtype: 'F32', shape: [a.count, k], data: a.labels },
+  ];
+  const [si, sl] = t(d.source);
+  const [ti] = t(d.target);
+  const [svi, svl] = t(d.sourceVal);
+  const [tvi, tvl] = t(d.targetVal);
+  await writeSafetensors(file, new Map([['source_images', si], ['source_labels', sl], ['target_images', ti], ['source_val_images', svi], ['source_val_labels', svl], ['target_val_images', tvi], ['target_val_labels', tvl]]));
+}
+
+function summarize(epochs: Record<string, number>[], outputs: readonly string[], mode: DaRow['mode']): Pick<DaRow, 'target_mae' | 'domain_accuracy'> {
+  const last = epochs[epochs.length - 1];
+  return {
+    target_mae: outputs.reduce((s, o) => s + last[`target_mae_${o}`], 0),
+    domain_accuracy: mode === 'dann' ? epochs.map((e) => e.domain_accuracy) : [],
+  };
+}
+
+async function runOurs(art: string, shift: Shift, d: Record<'source' | 'target' | 'sourceVal' | 'targetVal', LabelledArrays>, r: Recipe, mode: DaRow['mode'], seed: number, threads: number, out: string) {
+  const outputNames = [...shift.outputs];
+  const session = await TrainingSession.fromArtifacts(art, { threads, seed });
+  const epochs: Record<string, number>[] = [];
+  try {
+    const plan = fineTuneDannPlan({ epochs: r.epochs, freezeEpochs: r.freeze_epochs, baseLr: r.base_lr, lrMult: r.lr_mult, pctStart: r.pct_start, div: r.div, moms: r.moms, nGroups: session.groupCount, nIter: r.n_iter });
+    await fit({
+      session, plan, batchSize: r.batch_size, valSteps: r.val_steps, lambdaDomain: r.lambda_domain,
+      source: new ArraySource('source', d.source, { seed, outputNames }),
+      target: mode === 'dann' ? new ArraySource('target', d.target, { seed, labelled: false }) : undefined,
+      sourceVal: new ArraySource('source-val', d.sourceVal, { seed, shuffle: false, outputNames }),
+      targetVal: new ArraySource('target-test', d.targetVal, { seed, shuffle: false }),
+      callbacks: [{ name: 'record', afterValidate: (s) => { epochs.push({ ...s.metrics! }); } }],
+    });
+  } finally {
+    await session.release();
+  }
+  return summarize(epochs, outputNames, mode);
+}
+
+function runTorch(art: string, dataFile: string, r: Recipe, mode: DaRow['mode'], seed: number, threads: number, out: string) {
+  const spec = join(out, 'spec.json');
+  writeFileSync(spec, JSON.stringify({ artifacts: art, data: dataFile, recipe: { ...r, domain: mode === 'dann' }, dtype: 'float32', threads, seed, order: 'shuffle' }));
+  const python = process.env.PYTHON ?? '/usr/bin/python3';
+  const script = join(import.meta.dirname, '../tools/reference/whole_run.py');
+  const p = spawnSync(python, [script, spec, join(out, 'torch-final.safetensors')], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (p.error || p.status !== 0) throw new UserError(`torch reference failed: ${p.error?.message ?? p.stderr.trim().split('\n').pop()}; it needs ${python} with torch and torchvision (apt-get install python3-torch python3-torchvision)`);
+  const record = JSON.parse(p.stdout) as { epochs: Record<string, number>[] };
+  const outputs = Object.keys(record.epochs[0]).filter((k) => k.startsWith('target_mae_')).map((k) => k.slice('target_mae_'.length));
+  return summarize(record.epochs, outputs, mode);
+}
+
+const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+const sd = (v: number[]) => Math.sqrt(v.reduce((a, b) => a + (b - mean(v)) ** 2, 0) / Math.max(1, v.length - 1));
+
+function printTable(rows: DaRow[], r: Recipe, size: number, backbone: string): void {
+  console.log(`\nDA outcome: ${backbone} ${size} px, ${r.n_iter * r.batch_size} source + target images, batch ${r.batch_size}+${r.batch_size}, ${r.epochs} epochs, lr ${r.base_lr / 2} (lr_mult ${r.lr_mult}), lambda ${r.lambda_domain}, moms ${r.moms.join('/')}`);
+  console.log('target MAE summed over outputs, last epoch (lower is better)\n');
+  const seeds = [...new Set(rows.map((x) => x.seed))];
+  console.log(`| shift | impl | mode | ${seeds.map((s) => `seed ${s}`).join(' | ')} | mean ± sd | DANN wins |`);
+  console.log(`|---|---|---|${seeds.map(() => '---|').join('')}---|---|`);
+  for (const shift of [...new Set(rows.map((x) => x.shift))]) {
+    for (const impl of [...new Set(rows.map((x) => x.impl))]) {
+      for (const mode of ['source-only', 'dann'] as const) {
+        const sel = seeds.map((s) => rows.find((x) => x.shift === shift && x.impl === impl && x.mode === mode && x.seed === s));
+        if (sel.every((x) => !x)) continue;
+        const vals = sel.filter((x): x is DaRow => !!x).map((x) => x.target_mae);
+        const wins = mode === 'dann' ? seeds.filter((s) => {
+          const d = rows.find((x) => x.shift === shift && x.impl === impl && x.mode === 'dann' && x.seed === s);
+          const b = rows.find((x) => x.shift === shift && x.impl === impl && x.mode === 'source-only' && x.seed === s);
+          return d && b && d.target_mae < b.target_mae;
+        }).length : undefined;
+        console.log(`| ${shift} | ${impl} | ${mode} | ${sel.map((x) => (x ? x.target_mae.toFixed(3) : '—')).join(' | ')} | ${mean(vals).toFixed(3)} ± ${sd(vals).toFixed(3)} | ${wins === undefined ? '' : `${wins}/${seeds.length}`} |`);
+      }
+    }
+  }
+  const dann = rows.filter((x) => x.mode === 'dann' && x.domain_accuracy.length >= 2);
+  if (dann.length) {
+    const spread = dann.map((x) => { const last = x.domain_accuracy.slice(-3); return Math.max(...last) - Math.min(...last); });
+    console.log(`\ndomain accuracy, spread (max − min) over the last 3 epochs of each DANN run: mean ${mean(spread).toFixed(2)}, worst ${Math.max(...spread).toFixed(2)}`);
+  }
+}
