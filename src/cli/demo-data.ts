@@ -1,19 +1,24 @@
 import type { CommandModule } from 'yargs';
 import { generateDemoData } from '../data/demo.ts';
+import { guardOutput } from '../io/output-guard.ts';
+import { checkRanges } from './ranges.ts';
 
-interface DemoDataArgs { out: string; size: number; train: number; val: number; 'source-val': number; seed: number }
+interface DemoDataArgs { out: string; size: number; train: number; val: number; 'source-val': number; seed: number; force: boolean }
 
 export const demoDataCommand: CommandModule<object, DemoDataArgs> = {
   command: 'demo-data',
   describe: 'Write the built-in domain-shift demo: particle images through a different microscope (target train/val, labels kept apart for evaluation) and a labelled source-val folder',
   builder: (y) => y
-    .option('out', { type: 'string', default: 'data/demo', describe: 'Folder to write (replaces an earlier demo folder there)' })
+    .option('out', { type: 'string', default: 'data/demo', describe: 'Folder to write (an earlier demo folder there is replaced only with --force)' })
     .option('size', { type: 'number', default: 128, describe: 'Image side in pixels' })
     .option('train', { type: 'number', default: 1000, describe: 'Target training images' })
     .option('val', { type: 'number', default: 250, describe: 'Target validation images' })
     .option('source-val', { type: 'number', default: 250, describe: 'Labelled source-domain validation images (0 = none)' })
-    .option('seed', { type: 'number', default: 0, describe: 'Seed of the demo scenes and noise' }),
+    .option('seed', { type: 'number', default: 0, describe: 'Seed of the demo scenes and noise' })
+    .option('force', { type: 'boolean', default: false, describe: 'Replace demo data already in --out (never anything else)' }),
   handler: async (args) => {
+    checkRanges(args, ['size', 'train', 'val', 'source-val', 'seed']);
+    guardOutput(args.out, { flag: '--out', own: ['demo data folder'], folder: true, force: args.force });
     const d = await generateDemoData({ out: args.out, size: args.size, train: args.train, val: args.val, sourceVal: args['source-val'], seed: args.seed });
     const lines = [
       `wrote ${d.out} in ${d.seconds.toFixed(1)} s:`,

@@ -8,6 +8,5 @@ const { adamKernel } = await import('./adam.ts');
 const view = (d) => new Float32Array(d.buffer, d.byteOffset, d.length);
 const [p, g, m, v] = [workerData.p, workerData.g, workerData.m, workerData.v].map(view);
 parentPort.on('message', (work) => {
-  adamKernel(p, g, m, v, work);
-  parentPort.postMessage(0);
+  parentPort.postMessage(adamKernel(p, g, m, v, work));
 });

@@ -167,6 +167,8 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     latestSaved = true;
   };
 
+  const lastGood = () => (latestSaved ? `; the last good checkpoint is ${join(o.runDir, 'latest')}` : ' before the first checkpoint');
+
   let fitError: unknown;
   let currentPhase = -1;
   const firstStep = state.step;
@@ -203,11 +205,11 @@ export async function fit(o: FitOptions): Promise<FitResult> {
           process.stderr.write(`ort-dann: warning: step ${step + 1}: the loss or a gradient is NaN/Inf; batch skipped (${skipped} so far)\n`);
         } else {
           const what = Number.isFinite(losses.loss) ? `a gradient is NaN/Inf (the loss is ${losses.loss})` : `the loss is ${losses.loss}`;
-          const kept = latestSaved ? `; the last good checkpoint is ${join(o.runDir, 'latest')}` : ' before the first checkpoint';
-          throw new UserError(`step ${step + 1}: ${what}; training stopped${kept} (lower --lr, check labels, or pass --on-nan skip)`);
+          throw new UserError(`step ${step + 1}: ${what}; training stopped${lastGood()} (lower --lr, check labels, or pass --on-nan skip)`);
         }
-      } else {
-        await session.runOptimizerStep(point.hypers);
+      } else if (!(await session.runOptimizerStep(point.hypers))) {
+        // The update is applied already: skipping cannot undo it, so both policies stop here.
+        throw new UserError(`step ${step + 1}: the optimizer step made parameters NaN/Inf; training stopped${lastGood()} (lower --lr${o.onNonFinite === 'skip' ? '; --on-nan skip cannot undo an applied update' : ''})`);
       }
       Object.assign(state, { step: step + 1, loss: losses.loss, regressionLoss: losses.regressionLoss, domainLoss: losses.domainLoss, elapsed: (performance.now() - started) / 1000 });
       state.epochFloat = state.step / plan.nIter;
@@ -216,12 +218,15 @@ export async function fit(o: FitOptions): Promise<FitResult> {
       if (epochEnd) {
         state.metrics = await validate(o);
         await emit('afterValidate');
+        // Finite weights can still overflow in the forward pass; such a model must not become latest or best.
+        if (!Number.isFinite(state.metrics.valid_loss)) throw new UserError(`epoch ${point.epoch}: the validation loss is ${state.metrics.valid_loss}: the model's outputs are no longer finite; training stopped${lastGood()} (lower --lr)`);
         const value = state.metrics[o.monitor.name];
         if (value === undefined) throw new UserError(`--monitor ${o.monitor.name}: no such metric; choose one of ${Object.keys(state.metrics).join(', ')}`);
         const improved = best === undefined || (o.monitor.mode === 'min' ? value < best.value : value > best.value);
         if (improved && Number.isFinite(value)) {
           best = { value, epoch: point.epoch };
-          await session.saveCheckpoint(join(o.runDir, 'best'), { step: state.step, epoch: point.epoch, [o.monitor.name]: value });
+          // Export reads best/; resuming reads latest/, so best needs no optimizer state.
+          await session.saveCheckpoint(join(o.runDir, 'best'), { step: state.step, epoch: point.epoch, [o.monitor.name]: value }, { weightsOnly: true });
         }
         await saveLatest();
         await emit('afterEpoch');

@@ -20,6 +20,7 @@ import { FakeWandb } from '../helpers/fake-wandb.ts';
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const BIN = join(REPO, 'bin', 'ort-dann.js');
 export const PRELOAD_ENOSPC = fileURLToPath(new URL('./enospc-preload.mjs', import.meta.url));
+export const PRELOAD_FS_FAULT = fileURLToPath(new URL('./fs-fault-preload.mjs', import.meta.url));
 
 export interface Fixture {
   /** Everything lives under here; removed by close(). */
@@ -117,7 +118,7 @@ export function runCli(f: Fixture, args: string[], o: RunOptions = {}): Promise<
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
     child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
-    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 120_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 300_000);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -143,7 +144,8 @@ function walk(dir: string): string[] {
   } catch {
     return [];
   }
-  return entries.flatMap((e) => (e.isDirectory() ? [`${join(dir, e.name)}/`, ...walk(join(dir, e.name))] : [join(dir, e.name)])).sort();
+  // A run directory's .lock exists only while a command runs in it (src/io/run-lock.ts).
+  return entries.filter((e) => e.name !== '.lock').flatMap((e) => (e.isDirectory() ? [`${join(dir, e.name)}/`, ...walk(join(dir, e.name))] : [join(dir, e.name)])).sort();
 }
 
 /**
