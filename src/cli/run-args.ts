@@ -77,7 +77,10 @@ export function restoreRunArgs(runDir: string, args: Record<string, unknown>, ar
 export function describeReplan(o: { runDir: string; step: number; totalSteps: number; nIter: number; stored?: Record<string, unknown>; epochs: number; freezeEpochs: number }): string | undefined {
   const total = (o.epochs + o.freezeEpochs) * o.nIter;
   const was = o.stored ? (Number(o.stored.epochs) + Number(o.stored['freeze-epochs'] ?? 1)) * o.nIter : undefined;
-  if (o.step >= o.totalSteps) {
+  if (o.step > o.totalSteps) {
+    throw new UserError(`--resume: --epochs ${o.epochs} plans ${total} steps, but ${o.runDir} has trained ${o.step} already; to train on, pass --epochs with more than ${Math.ceil(o.step / o.nIter) - o.freezeEpochs}`);
+  }
+  if (o.step === o.totalSteps) {
     throw new UserError(`--resume: ${o.runDir} has trained all ${o.epochs} epochs of this plan (step ${o.step} of ${total}); to train on, pass --epochs with more than ${o.epochs} (the schedule is then re-planned)`);
   }
   if (was !== undefined && Number.isFinite(was) && was !== total) {

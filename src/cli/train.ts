@@ -253,10 +253,9 @@ async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, 
     if (resume) {
       const replan = describeReplan({ runDir: r.runDir, step: resume.step, totalSteps: plan.totalSteps, nIter, stored, epochs: r.epochs, freezeEpochs: r.freezeEpochs });
       if (replan) process.stdout.write(`${replan}\n`);
-    } else {
-      // The learning rate lr_find chose is remembered, so a resume does not search again.
-      await saveRunArgs(runDir, { ...a, lr: String(baseLr) });
     }
+    // The plan as it now stands (and the learning rate lr_find chose) is what the next --resume continues.
+    await saveRunArgs(runDir, { ...a, lr: String(baseLr) });
     const monitor = String(a.monitor);
     const mode = a['monitor-mode'] === 'auto' ? (/accuracy/.test(monitor) ? 'max' : 'min') : (a['monitor-mode'] as 'min' | 'max');
     const hyper = {

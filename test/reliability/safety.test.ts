@@ -110,3 +110,16 @@ test('the Adam step reports non-finite parameters, on the calling thread and on 
     }
   }
 });
+
+test('lr-find prints its progress and stops within --lr-find-batches', async () => {
+  const runDir = join(f.root, 'lr-find');
+  const args = trainBase(f, runDir).filter((a) => a !== 'train');
+  const r = await runCli(f, ['lr-find', ...args, '--lr-find-batches', '10']);
+  const progress = r.stdout.split('\n').filter((l) => l.startsWith('lr_find: batch '));
+  assert.ok(progress.length >= 2, r.stdout);
+  assert.match(progress[0], /^lr_find: batch 1\/10 at lr 1\.0e-7 \(\d+ s\)$/);
+  // Ten batches are enough for a suggestion or end in the one-line advice to give --lr.
+  if (r.code === 0) assert.match(r.stdout, /lr_find: valley at [\d.e+-]+ after \d+ batches/);
+  else assert.match(oneLine(r), /^ort-dann: --lr auto: lr_find stopped after \d+ batches without a suggestion/);
+  assert.ok(Number(/after (\d+) batches/.exec(r.stdout + r.stderr)?.[1]) <= 10);
+});
