@@ -254,8 +254,10 @@ async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, 
       const replan = describeReplan({ runDir: r.runDir, step: resume.step, totalSteps: plan.totalSteps, nIter, stored, epochs: r.epochs, freezeEpochs: r.freezeEpochs });
       if (replan) process.stdout.write(`${replan}\n`);
     }
-    // The plan as it now stands (and the learning rate lr_find chose) is what the next --resume continues.
-    await saveRunArgs(runDir, { ...a, lr: String(baseLr) });
+    // The flags of the run (with the learning rate lr_find chose) are what a later --resume continues;
+    // a resume's own flags replace them once it has trained without error.
+    const remember = () => saveRunArgs(runDir, { ...a, lr: String(baseLr) });
+    if (!resume) await remember();
     const monitor = String(a.monitor);
     const mode = a['monitor-mode'] === 'auto' ? (/accuracy/.test(monitor) ? 'max' : 'min') : (a['monitor-mode'] as 'min' | 'max');
     const hyper = {
@@ -291,6 +293,7 @@ async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, 
         monitor: { name: monitor, mode }, resume, onNonFinite: a['on-nan'] as 'stop' | 'skip',
         interrupted: () => interrupted || tracking.stopRequested, outputNames: manifest.config.outputs, task: manifest.config.task,
       });
+      if (resume) await remember();
       if (result.stoppedEarly) {
         process.stdout.write(`stopped at step ${result.state.step}/${plan.totalSteps}; continue with: npx ort-dann train --run-dir ${r.runDir} --resume\n`);
         exitCode = interrupted ? 130 : 0;
