@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -156,7 +156,8 @@ export function statFingerprint(dirs: string[]): Map<string, string> {
   const out = new Map<string, string>();
   for (const dir of dirs) {
     for (const p of walk(dir)) {
-      const s = statSync(p, { bigint: true });
+      // lstat: a case's input may be a symbolic link loop.
+      const s = lstatSync(p, { bigint: true });
       out.set(p, p.endsWith('/') ? 'dir' : `${s.size}:${s.ino}:${s.mtimeNs}:${s.ctimeNs}`);
     }
   }
@@ -167,7 +168,7 @@ export function statFingerprint(dirs: string[]): Map<string, string> {
 export function contentHashes(dirs: string[]): Map<string, string> {
   const out = new Map<string, string>();
   for (const dir of dirs) {
-    for (const p of walk(dir)) out.set(p, p.endsWith('/') ? 'dir' : createHash('sha256').update(readFileSync(p)).digest('hex'));
+    for (const p of walk(dir)) out.set(p, p.endsWith('/') ? 'dir' : lstatSync(p).isSymbolicLink() ? `link ${readlinkSync(p)}` : createHash('sha256').update(readFileSync(p)).digest('hex'));
   }
   return out;
 }

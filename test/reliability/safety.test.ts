@@ -97,7 +97,8 @@ test('the Adam step reports non-finite parameters, on the calling thread and on 
   for (const workers of [0, 2]) {
     const n = 64;
     const params = sharedFloat32Array(n).fill(0.5);
-    const grads = sharedFloat32Array(n).map((_, i) => (i % 3) - 1 + 0.25);
+    const grads = sharedFloat32Array(n);
+    for (let i = 0; i < n; i++) grads[i] = (i % 3) - 1 + 0.25;
     const adam = new AdamStepper({ params, grads, tensors: [{ name: 'w', offset: 0, size: n, group: 0, decay: true }], workers });
     try {
       const hyper = (lr: number) => [{ lr, mom: 0.9, sqrMom: 0.99, eps: 1e-5, wd: 0.01 }];
