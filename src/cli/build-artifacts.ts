@@ -1,13 +1,15 @@
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { UserError } from '../errors.ts';
+import { guardOutput } from './output-guard.ts';
 import { buildArtifacts } from '../model/build-artifacts.ts';
 import { BACKBONES, loadConfigFile, makeConfig } from '../model/config.ts';
 import { type ModelConfig } from '../onnx/manifest.ts';
+import { checkRange, checkRanges, RANGES } from './ranges.ts';
 
 interface Args {
   config: string; 'image-size'?: number; backbone?: string; task?: string; outputs?: string[];
-  out?: string; weights: string; seed: number;
+  out?: string; weights: string; seed: number; force: boolean;
 }
 
 export const defaultArtifactsDir = (name: string, imageSize: number) => join('artifacts', `${name}-${imageSize}px`);
@@ -23,11 +25,14 @@ export const buildArtifactsCommand: CommandModule<object, Args> = {
     .option('outputs', { type: 'string', array: true, describe: 'Output names (regression) or class names (classification)' })
     .option('out', { type: 'string', describe: 'Artifacts directory (default artifacts/<name>-<size>px)' })
     .option('weights', { type: 'string', default: 'none', describe: "Initial weights: 'none' (seeded init), 'torchvision' (download ImageNet weights once), or a .pth/.safetensors file" })
-    .option('seed', { type: 'number', default: 0, describe: 'Seed of the initialisation' }),
+    .option('seed', { type: 'number', default: 0, describe: 'Seed of the initialisation' })
+    .option('force', { type: 'boolean', default: false, describe: 'Replace artifacts already in --out (never anything else)' }),
   handler: async (args) => {
+    checkRanges(args, ['image-size', 'seed']);
     const base = loadConfigFile(args.config);
     const imageSize = args['image-size'] ?? base.imageSize;
     if (imageSize === undefined) throw new UserError(`--image-size: ${args.config} sets no imageSize; pass --image-size 256`);
+    if (args['image-size'] === undefined) checkRange('image-size', imageSize, RANGES['image-size']);
     const config = makeConfig({
       ...base, imageSize,
       ...(args.backbone ? { backbone: args.backbone as ModelConfig['backbone'] } : {}),
@@ -35,6 +40,7 @@ export const buildArtifactsCommand: CommandModule<object, Args> = {
       ...(args.outputs ? { outputs: args.outputs.flatMap((o) => o.split(',')).filter(Boolean) } : {}),
     });
     const out = args.out ?? defaultArtifactsDir(config.name, config.imageSize);
+    guardOutput(out, { flag: '--out', own: ['artifacts folder'], folder: true, force: args.force });
     const started = Date.now();
     const manifest = await buildArtifacts({ config, out, weights: args.weights, weightsCache: join('models', 'weights'), seed: args.seed });
     const count = manifest.parameters.reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);

@@ -1,11 +1,13 @@
 import cliProgress from 'cli-progress';
 import type { CommandModule } from 'yargs';
 import { UserError } from '../errors.ts';
+import { checkRanges } from './ranges.ts';
 import { evaluateModel, writeEvaluation } from '../export/evaluate.ts';
 import { formatTable } from '../export/format.ts';
+import { guardOutput } from './output-guard.ts';
 import { EXECUTION_PROVIDERS, openInferenceModel, quietRuntimeLog, type ExecutionProvider } from '../export/runtime.ts';
 
-interface Args { model: string; images: string; labels: string; 'out-dir': string; ep: string; 'batch-size': number; threads?: number; 'skip-bad-images': boolean }
+interface Args { model: string; images: string; labels: string; 'out-dir': string; ep: string; 'batch-size': number; threads?: number; 'skip-bad-images': boolean; force: boolean }
 
 export const evaluateCommand: CommandModule<object, Args> = {
   command: 'evaluate',
@@ -18,9 +20,12 @@ export const evaluateCommand: CommandModule<object, Args> = {
     .option('ep', { type: 'string', choices: [...EXECUTION_PROVIDERS], default: 'cpu', describe: 'ONNX Runtime execution provider' })
     .option('batch-size', { type: 'number', default: 32, describe: 'Images per inference batch' })
     .option('threads', { type: 'number', describe: 'Intra-op threads (default: one per core)' })
-    .option('skip-bad-images', { type: 'boolean', default: false, describe: 'Leave unreadable images out with a warning instead of stopping' }),
+    .option('skip-bad-images', { type: 'boolean', default: false, describe: 'Leave unreadable images out with a warning instead of stopping' })
+    .option('force', { type: 'boolean', default: false, describe: 'Replace an earlier evaluation in --out-dir (never anything else)' }),
   handler: async (args) => {
+    checkRanges(args, ['batch-size', 'threads']);
     if (!(Number.isInteger(args['batch-size']) && args['batch-size'] > 0)) throw new UserError(`--batch-size ${args['batch-size']}: must be a positive integer such as 32`);
+    guardOutput(args['out-dir'], { flag: '--out-dir', own: ['evaluation folder'], folder: true, force: args.force });
     quietRuntimeLog();
     const model = await openInferenceModel(args.model, { ep: args.ep as ExecutionProvider, threads: args.threads });
     const bar = process.stderr.isTTY

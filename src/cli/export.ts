@@ -3,11 +3,12 @@ import type { CommandModule } from 'yargs';
 import { NORMALIZATION_NAMES, NO_NORMALIZATION, normalizationFromName } from '../data/normalization.ts';
 import { loadCheckpoint } from '../export/checkpoint.ts';
 import { exportInferenceModel } from '../export/export.ts';
+import { guardOutput } from './output-guard.ts';
 import { renamedFlag } from './flags.ts';
 
 const NORMALIZATION_FLAG = { type: 'string', choices: [...NORMALIZATION_NAMES], describe: "Normalization the model was trained with (default: as recorded in the checkpoint or the run's model.onnx, else none)" } as const;
 
-interface Args { checkpoint: string; artifacts?: string; out?: string; 'with-domain': boolean; normalization?: string; 'run-id'?: string }
+interface Args { checkpoint: string; artifacts?: string; out?: string; 'with-domain': boolean; normalization?: string; 'run-id'?: string; force: boolean }
 
 export const exportCommand: CommandModule<object, Args> = {
   command: 'export',
@@ -18,14 +19,16 @@ export const exportCommand: CommandModule<object, Args> = {
     .option('out', { type: 'string', describe: 'Model file to write (default: model.onnx in the run or artifacts folder)' })
     .option('with-domain', { type: 'boolean', default: false, describe: 'Also output features [N,F] and domain_logit [N,1]' })
     .option('normalization', NORMALIZATION_FLAG)
-    .option('run-id', { type: 'string', describe: "Training run id to record (default: as recorded in the checkpoint or the run's model.onnx)" }),
+    .option('run-id', { type: 'string', describe: "Training run id to record (default: as recorded in the checkpoint or the run's model.onnx)" })
+    .option('force', { type: 'boolean', default: false, describe: 'Replace an exported model already at --out (never anything else)' }),
   handler: async (args) => {
     const started = Date.now();
     const ckpt = await loadCheckpoint(args.checkpoint, args.artifacts);
     const normalization = args.normalization ? normalizationFromName(args.normalization) : ckpt.normalization ?? NO_NORMALIZATION;
     const out = args.out ?? join(args.artifacts ? dirname(ckpt.file) : ckpt.manifestDir, 'model.onnx');
+    guardOutput(out, { flag: '--out', own: ['exported model'], folder: false, force: args.force, example: 'model.onnx' });
     const r = await exportInferenceModel({
-      manifest: ckpt.manifest, checkpoint: ckpt.tensors, out, withDomain: args['with-domain'],
+      manifest: ckpt.manifest, checkpoint: ckpt.tensors, where: ckpt.file, out, withDomain: args['with-domain'],
       metadata: { normalization, runId: args['run-id'] ?? ckpt.runId, sourceCommit: ckpt.sourceCommit },
     });
     const m = r.metadata;

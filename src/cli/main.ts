@@ -1,6 +1,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { isUserError } from '../errors.ts';
+import { describeFsError } from '../io/fs-error.ts';
 import { commandsFor } from './commands.ts';
 
 function oneLine(message: string): string {
@@ -60,7 +61,9 @@ async function main(argv: string[]): Promise<void> {
   for (const command of await commandsFor(argv)) cli = cli.command(command as never);
   try {
     await cli.parseAsync();
-  } catch (e) {
+  } catch (caught) {
+    // A file-system error no command translated still names its path and a fix.
+    const e = describeFsError(caught);
     if (e instanceof FlagError) {
       process.stderr.write(`ort-dann: ${oneLine(e.message)} (see ort-dann --help)\n`);
     } else if (isUserError(e)) {

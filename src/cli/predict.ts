@@ -3,12 +3,14 @@ import { extname } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { CommandModule } from 'yargs';
 import { UserError } from '../errors.ts';
+import { checkRanges } from './ranges.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
+import { guardOutput } from './output-guard.ts';
 import { csvLine, formatFloat } from '../export/format.ts';
 import { EXECUTION_PROVIDERS, listImageFiles, openInferenceModel, quietRuntimeLog, predictFiles, softmaxRows, type ExecutionProvider, type PredictedBatch } from '../export/runtime.ts';
 import { type InferenceMetadata } from '../export/metadata.ts';
 
-interface Args { model: string; images: string[]; out?: string; ep: string; 'batch-size': number; threads?: number; 'skip-bad-images': boolean }
+interface Args { model: string; images: string[]; out?: string; ep: string; 'batch-size': number; threads?: number; 'skip-bad-images': boolean; force: boolean }
 
 /** One image's result: the file and named columns (numbers, or the class name). */
 type Row = [file: string, values: [string, number | string][]];
@@ -82,10 +84,13 @@ export const predictCommand: CommandModule<object, Args> = {
     .option('ep', { type: 'string', choices: [...EXECUTION_PROVIDERS], default: 'cpu', coerce: lastValue<string>, describe: 'ONNX Runtime execution provider' })
     .option('batch-size', { type: 'number', default: 32, coerce: lastValue<number>, describe: 'Images per inference batch' })
     .option('threads', { type: 'number', coerce: lastValue<number>, describe: 'Intra-op threads (default: one per core)' })
-    .option('skip-bad-images', { type: 'boolean', default: false, coerce: lastValue<boolean>, describe: 'Leave unreadable images out with a warning instead of stopping' }),
+    .option('skip-bad-images', { type: 'boolean', default: false, coerce: lastValue<boolean>, describe: 'Leave unreadable images out with a warning instead of stopping' })
+    .option('force', { type: 'boolean', default: false, coerce: lastValue<boolean>, describe: 'Replace predictions already at --out (never anything else)' }),
   handler: async (args) => {
+    checkRanges(args, ['batch-size', 'threads']);
     const format = args.out === undefined ? 'csv' : extname(args.out).toLowerCase().slice(1);
     if (format !== 'csv' && format !== 'json') throw new UserError(`--out ${args.out}: name a .csv or .json file`);
+    if (args.out !== undefined) guardOutput(args.out, { flag: '--out', own: ['predictions'], folder: false, force: args.force, example: 'predictions.csv' });
     if (!(Number.isInteger(args['batch-size']) && args['batch-size'] > 0)) throw new UserError(`--batch-size ${args['batch-size']}: must be a positive integer such as 32`);
     const started = performance.now();
     quietRuntimeLog();

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { CommandModule, Options } from 'yargs';
 import pino from 'pino';
-import { ensureDemoData, normalizationFromName, openSource, openTarget, type Normalization, NORMALIZATION_NAMES } from '../data/index.ts';
+import { checkBatchFits, ensureDemoData, normalizationFromName, openSource, openTarget, type Normalization, NORMALIZATION_NAMES } from '../data/index.ts';
 import { UserError } from '../errors.ts';
 import { CHECKPOINT_META } from '../export/checkpoint.ts';
 import { exportInferenceModel } from '../export/export.ts';
@@ -29,6 +29,12 @@ import { recoverAtomicDir, writeFileAtomic } from '../io/atomic.ts';
 import { defaultArtifactsDir } from './build-artifacts.ts';
 import { demoDataDir, trackingOptionsFromArgs, wandbFlags, without } from './flags.ts';
 import { applySweepEnvironment } from '../sweep/run-env.ts';
+import { acquireRunLock } from '../io/run-lock.ts';
+import { pathKind } from './output-guard.ts';
+import { checkRanges } from './ranges.ts';
+import { describeReplan, restoreRunArgs, saveRunArgs } from './run-args.ts';
+
+const warn = (m: string) => process.stderr.write(`ort-dann: warning: ${m}\n`);
 
 const num = (describe: string, extra: Partial<Options> = {}): Options => ({ type: 'number', describe, ...extra });
 
@@ -62,6 +68,8 @@ export const trainFlags = {
   'skip-bad-images': { type: 'boolean', default: false, describe: 'Skip unreadable target images with a warning instead of stopping' },
   'on-nan': { type: 'string', choices: ['stop', 'skip'], default: 'stop', describe: 'On a NaN/Inf loss or gradient: stop (keeping the last checkpoint) or skip the batch' },
   'sim-workers': num('Worker threads for simulator sources (default: 1)'),
+  'lr-find-batches': num('Batches lr_find runs at most (fastai num_it; --lr auto and lr-find)', { default: 100 }),
+  'source-timeout': num('Seconds one sample of a --source module may take before the run stops with an error', { default: 60 }),
   ...wandbFlags,
   wandb: { ...wandbFlags.wandb, alias: 'wandb-mode' },
 } as const satisfies Record<string, Options>;
@@ -88,6 +96,7 @@ interface Resolved {
 }
 
 export function resolveArgs(a: Args): Resolved {
+  checkRanges(a, ['image-size', 'epochs', 'freeze-epochs', 'batch-size', 'source-size', 'val-size', 'lr-mult', 'lambda-domain', 'seed', 'threads', 'sim-workers', 'source-timeout', 'lr-find-batches']);
   const demo = a.target === undefined;
   if (demo && (a['target-val'] !== undefined || a['target-labels'] !== undefined)) throw new UserError('--target-val/--target-labels need --target (the unlabelled target training images)');
   if (!demo && a['target-val'] === undefined) throw new UserError('--target-val: give a folder of target validation images (the seed validates on both domains)');
@@ -118,6 +127,7 @@ export function resolveArgs(a: Args): Resolved {
 async function artifactsFor(a: Args, r: Resolved): Promise<string> {
   if (a.artifacts) {
     const dir = String(a.artifacts);
+    if (pathKind(dir) === 'run directory') throw new UserError(`--artifacts ${dir} is a training run, not a build-artifacts folder; give the artifacts the run was trained from (or continue that run with --run-dir ${dir} --resume)`);
     const built = readManifest(dir).config.imageSize;
     if (a['image-size'] !== undefined && Number(a['image-size']) !== built) {
       throw new UserError(`--image-size ${a['image-size']}: the --artifacts ${dir} are built for ${built} px; drop --image-size, or build ${a['image-size']} px artifacts with \`ort-dann build-artifacts --image-size ${a['image-size']}\``);
@@ -147,6 +157,7 @@ interface Prepared {
   targetValDir: string;
   noDomain: boolean;
   session: TrainingSession;
+  args: Args;
   close(): Promise<void>;
 }
 
@@ -173,21 +184,23 @@ async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
   const noDomain = a.domain === false;
   const common = { size: S, seed, normalization: r.normalization };
   const simWorkers = a['sim-workers'] === undefined ? undefined : Number(a['sim-workers']);
+  const timeoutMs = Number(a['source-timeout']) * 1000;
   const sources: BatchSource[] = [];
   const track = <T extends BatchSource>(s: T) => { sources.push(s); return s; };
   const close = async () => { await Promise.all(sources.map((s) => s.close())); };
   try {
-    const source = track(await openSource(String(a.source), { ...common, split: 'train', workers: simWorkers, skipBadImages: Boolean(a['skip-bad-images']) }));
-    const sourceVal = track(await openSource(String(a['source-val'] ?? a.source), { ...common, split: 'val', length: r.valSize, workers: simWorkers, label: a['source-val'] ? '--source-val' : '--source' }));
+    const source = track(await openSource(String(a.source), { ...common, split: 'train', workers: simWorkers, timeoutMs, skipBadImages: Boolean(a['skip-bad-images']) }));
+    const sourceVal = track(await openSource(String(a['source-val'] ?? a.source), { ...common, split: 'val', length: r.valSize, workers: simWorkers, timeoutMs, label: a['source-val'] ? '--source-val' : '--source' }));
     const targetSrc = noDomain ? undefined : track(await openTarget(target!, { ...common, split: 'train', skipBadImages: Boolean(a['skip-bad-images']) }));
     const targetValSrc = track(await openTarget(targetVal!, { ...common, split: 'val', labelsCsv: targetLabels, skipBadImages: Boolean(a['skip-bad-images']) }));
+    checkBatchFits(r.batchSize, [[`--source ${a.source}`, source], [`--source-val ${a['source-val'] ?? a.source}`, sourceVal], [`--target ${target}`, targetSrc], [`--target-val ${targetVal}`, targetValSrc]]);
     const outputNames = manifest.config.outputs;
     if (source.outputNames && manifest.config.task === 'regression' && source.outputNames.join() !== outputNames.join()) {
       throw new UserError(`--source ${a.source}: its labels are ${source.outputNames.join(', ')} but the artifacts predict ${outputNames.join(', ')}; rebuild the artifacts with --outputs ${source.outputNames.join(',')}`);
     }
     const session = await TrainingSession.fromArtifacts(artifacts, { executionProvider: a.ep as ExecutionProvider, threads: a.threads === undefined ? undefined : Number(a.threads), seed });
     return {
-      r, seed, artifacts, manifest, runDir, source, sourceVal, target: targetSrc, targetVal: targetValSrc, targetDir: target!, targetValDir: targetVal!, noDomain, session,
+      r, seed, args: a, artifacts, manifest, runDir, source, sourceVal, target: targetSrc, targetVal: targetValSrc, targetDir: target!, targetValDir: targetVal!, noDomain, session,
       close: async () => { await session.release(); await close(); },
     };
   } catch (e) {
@@ -199,7 +212,19 @@ async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
 export async function runTrain(a: Args): Promise<void> {
   // Started by a sweep agent: the sweep's parameters, project and run id (docs/wandb-sweeps.md).
   const sweep = applySweepEnvironment(a, trainFlags as Record<string, Options>);
+  // --resume takes the run's remembered flags (args.json) wherever they are not given again.
+  const stored = a.resume && (a['run-dir'] ?? a['run-name']) !== undefined
+    ? restoreRunArgs(resolve(String(a['run-dir'] ?? join('runs', String(a['run-name'])))), a, process.argv.slice(2)) : undefined;
   const resolved = resolveArgs(a);
+  const lock = acquireRunLock(resolve(resolved.runDir), '--run-dir', warn);
+  try {
+    await trainLocked(a, resolved, stored, sweep?.params);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, unknown>, sweepParams?: Record<string, unknown>): Promise<void> {
   const resumeFrom = join(resolve(resolved.runDir), 'latest');
   // A run killed between the two renames of a checkpoint swap left <dir>.old-/.tmp-<pid>; put the checkpoints back first.
   if (a.resume) for (const dir of [resumeFrom, join(resolve(resolved.runDir), 'best')]) await recoverAtomicDir(dir);
@@ -239,6 +264,14 @@ export async function runTrain(a: Args): Promise<void> {
       baseLr = Number(a.lr);
     }
     const plan = fineTuneDannPlan({ epochs: r.epochs, freezeEpochs: r.freezeEpochs, baseLr, lrMult: Number(a['lr-mult']), nGroups: session.groupCount, nIter });
+    if (resume) {
+      const replan = describeReplan({ runDir: r.runDir, step: resume.step, totalSteps: plan.totalSteps, nIter, stored, epochs: r.epochs, freezeEpochs: r.freezeEpochs });
+      if (replan) process.stdout.write(`${replan}\n`);
+    }
+    // The flags of the run (with the learning rate lr_find chose) are what a later --resume continues;
+    // a resume's own flags replace them once it has trained without error.
+    const remember = () => saveRunArgs(runDir, { ...a, lr: String(baseLr) });
+    if (!resume) await remember();
     const hyper = {
       epochs: r.epochs, freeze_epochs: r.freezeEpochs, batch_size: r.batchSize, source_data_size: r.sourceSize, validation_data_size: r.valSize,
       lr: baseLr, lr_mult: Number(a['lr-mult']), lambda_domain: noDomain ? 0 : Number(a['lambda-domain']), domain: !noDomain, seed,
@@ -247,7 +280,7 @@ export async function runTrain(a: Args): Promise<void> {
     const tracking = await createTracking({
       ...trackingOptionsFromArgs(a), name: (a['wandb-name'] as string | undefined) ?? r.runName, runDir,
       // A sweep's parameters stay in the config unchanged, under their own names: the controller matches runs on them.
-      config: { ...hyper, model: manifest.config, artifacts_format: manifest.formatVersion, weights: manifest.weights, ...sweep?.params },
+      config: { ...hyper, model: manifest.config, artifacts_format: manifest.formatVersion, weights: manifest.weights, ...sweepParams },
       logger: { info: (m) => process.stdout.write(`${m}\n`), warn: (m) => process.stderr.write(`ort-dann: warning: ${m}\n`) },
     });
     log.info({ hyper, artifacts, runDir, wandb: tracking.mode }, 'training starts');
@@ -287,8 +320,9 @@ export async function runTrain(a: Args): Promise<void> {
         interrupted: () => interrupted || terminated || tracking.stopRequested,
       });
       const best = checkpoints.best;
+      if (resume) await remember();
       if (result.stoppedEarly) {
-        process.stdout.write(`stopped at step ${result.state.step}/${plan.totalSteps}; continue with: ort-dann train --run-dir ${r.runDir} --resume\n`);
+        process.stdout.write(`stopped at step ${result.state.step}/${plan.totalSteps}; continue with: npx ort-dann train --run-dir ${r.runDir} --resume\n`);
         exitCode = interrupted ? 130 : 0;
       } else {
         if (result.state.finishRequested) process.stdout.write(`early stopping: ${monitor} did not improve for ${patience} epochs; stopped at step ${result.state.step}/${plan.totalSteps}\n`);
@@ -320,14 +354,18 @@ async function findLr(p: Prepared, lambda: number): Promise<number> {
   await session.saveCheckpoint(saved);
   session.freezeTo(1);
   session.resetOptimizerState();
-  const result = await lrFind(async (lr) => {
+  const numIt = Number(p.args['lr-find-batches']);
+  const started = performance.now();
+  const result = await lrFind(async (lr, it) => {
+    // A line every tenth of the way: lr_find takes minutes on a CPU.
+    if (it % Math.max(1, Math.round(numIt / 10)) === 0) process.stdout.write(`lr_find: batch ${it + 1}/${numIt} at lr ${lr.toExponential(1)} (${((performance.now() - started) / 1000).toFixed(0)} s)\n`);
     const s = await source.nextBatch(r.batchSize);
     const t = noDomain ? undefined : await target!.nextBatch(r.batchSize);
     session.lazyResetGrad();
     const losses = await dannTrainStep(session, combineBatches(s, t), { alpha: 0, lambdaDomain: noDomain ? 0 : lambda });
     await session.runOptimizerStep(session.hypersFor(lr));
     return losses.loss;
-  });
+  }, { numIt });
   await session.loadCheckpoint(saved);
   await rm(saved, { recursive: true, force: true });
   await writeFileAtomic(join(runDir, 'lr_find.png'), plotLrFind(result));
@@ -349,11 +387,18 @@ export const lrFindCommand: CommandModule<object, Args> = {
   builder: (y) => y.options(lrFindFlags as Record<string, Options>),
   handler: async (args) => {
     const outDir = (args['out-dir'] as string | undefined) ?? join('runs', `lr-find-${new Date().toISOString().replace(/[:.]/g, '-').replace(/Z$/, '')}`);
-    const p = await prepare({ ...args, 'run-dir': outDir });
+    const withDir = { ...args, 'run-dir': outDir };
+    const r = resolveArgs(withDir);
+    const lock = acquireRunLock(resolve(r.runDir), '--out-dir', warn);
     try {
-      await findLr(p, Number(args['lambda-domain']));
+      const p = await prepare(withDir, r);
+      try {
+        await findLr(p, Number(args['lambda-domain']));
+      } finally {
+        await p.close();
+      }
     } finally {
-      await p.close();
+      lock.release();
     }
   },
 };

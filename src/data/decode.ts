@@ -94,6 +94,9 @@ export async function readImageHeader(input: string | Buffer, options: { maxInpu
       size = s.size;
     } catch (e) {
       if (e instanceof UserError) throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') throw new UserError(`${what}: a symbolic link loop (ELOOP); fix or remove the link`);
+      if (code === 'EACCES' || code === 'EPERM') throw new UserError(`${what}: cannot be read (${code}); check its permissions`);
       throw new UserError(`${what}: file not found; check the path`);
     }
     if (size === 0) throw new UserError(`${what}: empty file (0 bytes); re-export it or remove it`);

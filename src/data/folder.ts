@@ -64,6 +64,22 @@ async function isDirectory(path: string): Promise<boolean> {
   }
 }
 
+/** Throws a one-line UserError saying why `dir` is not a usable folder (missing, a file, a symlink loop, unreadable). */
+async function requireFolder(dir: string, label: string): Promise<void> {
+  let isDir: boolean;
+  try {
+    isDir = (await stat(dir)).isDirectory();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new UserError(`${label}${dir}: folder not found; check the path`);
+    if (code === 'ELOOP') throw new UserError(`${label}${dir}: a symbolic link loop (ELOOP); fix or remove the link`);
+    if (code === 'EACCES' || code === 'EPERM') throw new UserError(`${label}${dir}: cannot be read (${code}); check its permissions`);
+    if (code === 'ENOTDIR') throw new UserError(`${label}${dir}: a part of the path is a file, not a folder (ENOTDIR); check the path`);
+    throw e;
+  }
+  if (!isDir) throw new UserError(`${label}${dir}: is a file, not a folder; give the folder that holds the images`);
+}
+
 async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
@@ -85,7 +101,7 @@ export async function validateImageFolder(dir: string, options: ValidateOptions 
   const label = options.label ? `${options.label} ` : '';
   const warn = options.warn ?? defaultWarn;
   const maxInputPixels = options.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
-  if (!(await isDirectory(dir))) throw new UserError(`${label}${dir}: folder not found; check the path`);
+  await requireFolder(dir, label);
   const imageDir = (await isDirectory(join(dir, 'images'))) ? join(dir, 'images') : dir;
   const csvPath = options.labelsCsv ? resolve(options.labelsCsv) : undefined;
   const entries = await readdir(imageDir, { withFileTypes: true });
@@ -340,7 +356,7 @@ export async function openImageFolder(dir: string, options: ImageFolderOptions):
 /** Opens a labelled source folder: DIR/images/* with DIR/labels.csv (`filename,<output names…>`). */
 export async function openLabelledFolder(dir: string, options: Omit<ImageFolderOptions, 'labelsCsv'>): Promise<FolderSource> {
   const label = options.label ? `${options.label} ` : '';
-  if (!(await isDirectory(dir))) throw new UserError(`${label}${dir}: folder not found; check the path`);
+  await requireFolder(dir, label);
   const csv = join(dir, 'labels.csv');
   if (!(await stat(csv).then((s) => s.isFile(), () => false))) {
     throw new UserError(`${label}${dir}: no labels.csv; a labelled folder needs images/ and labels.csv with "filename,<output names…>"`);

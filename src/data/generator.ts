@@ -41,7 +41,24 @@ export interface GeneratorConfig {
   stream: string;
   size: number;
   normalization?: Normalization;
+  /** User modules: the longest a module import or one generate() call may take (default 60 s). */
+  timeoutMs?: number;
 }
+
+export const DEFAULT_SOURCE_TIMEOUT_MS = 60_000;
+
+/** `promise`, or a UserError with `message` once `ms` have passed (a user call that never settles must not hang the run). */
+async function within<T>(promise: Promise<T>, ms: number, message: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new UserError(message())), ms); });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const seconds = (ms: number) => `${+(ms / 1000).toFixed(3)} s`;
 
 export interface RenderedChunk {
   /** [n, 3, size, size]. */
@@ -121,11 +138,12 @@ function readTarget(target: unknown, where: string): number[] {
   return values;
 }
 
-async function loadModule(spec: Extract<SimulatorSpec, { kind: 'module' }>): Promise<{ generate: GenerateFn; outputNames?: string[] }> {
+async function loadModule(spec: Extract<SimulatorSpec, { kind: 'module' }>, timeoutMs: number): Promise<{ generate: GenerateFn; outputNames?: string[] }> {
   let mod: Record<string, unknown>;
   try {
-    mod = await import(pathToFileURL(spec.path).href);
+    mod = await within(import(pathToFileURL(spec.path).href), timeoutMs, () => `${spec.label}: loading the module did not finish within ${seconds(timeoutMs)} (a top-level await that never settles?); fix the module or raise --source-timeout`);
   } catch (e) {
+    if (e instanceof UserError) throw e;
     throw new UserError(`${spec.label}: failed to load the module (${errorText(e)}); fix it so \`node ${spec.label}\` loads`);
   }
   const generate = mod.generate;
@@ -168,15 +186,18 @@ export async function createGenerator(config: GeneratorConfig): Promise<SampleGe
     };
   }
 
-  const { generate, outputNames: declared } = await loadModule(spec);
+  const timeoutMs = config.timeoutMs ?? DEFAULT_SOURCE_TIMEOUT_MS;
+  const { generate, outputNames: declared } = await loadModule(spec, timeoutMs);
   // The declared names fix the label count; otherwise the first sample this generator renders does.
   let outputCount = declared?.length;
   const one = async (index: number, images: Float32Array, offset: number): Promise<number[]> => {
     const where = `${spec.label}: sample ${index}`;
     let result: unknown;
     try {
-      result = await generate({ rng: root.at(index), size, index });
+      result = await within(Promise.resolve(generate({ rng: root.at(index), size, index })), timeoutMs,
+        () => `${spec.label}: generate() did not return sample ${index} within ${seconds(timeoutMs)}; fix the module, or raise --source-timeout if one sample really takes longer`);
     } catch (e) {
+      if (e instanceof UserError) throw e;
       throw new UserError(`${spec.label}: generate() threw for sample ${index}: ${errorText(e)}; fix the module`);
     }
     if (!result || typeof result !== 'object' || !('image' in result) || !('target' in result)) {

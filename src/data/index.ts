@@ -59,6 +59,8 @@ export interface SourceOptions {
   prefetchBatches?: number;
   /** How messages name the flag, e.g. '--source'. */
   label?: string;
+  /** Simulator modules: the longest one sample (or the import) may take (default 60 s). */
+  timeoutMs?: number;
 }
 
 /**
@@ -99,6 +101,7 @@ export async function openSource(source: string, options: SourceOptions): Promis
     workers: options.workers,
     prefetchBatches: options.prefetchBatches,
     name: source,
+    timeoutMs: options.timeoutMs,
   });
 }
 
@@ -112,4 +115,16 @@ export async function openTarget(
 ): Promise<FolderSource> {
   const split = options.split ?? 'train';
   return openImageFolder(dir, { ...options, stream: `target-${split}`, shuffle: split === 'train', label: options.label ?? (split === 'train' ? '--target' : '--target-val') });
+}
+
+/**
+ * A batch larger than a finite source would repeat its images within one batch (and validation would
+ * count them twice); refused before any work, naming the flag and the largest batch that fits.
+ */
+export function checkBatchFits(batchSize: number, sources: [what: string, source: { length: number | undefined } | undefined][]): void {
+  for (const [what, s] of sources) {
+    if (s?.length !== undefined && s.length < batchSize) {
+      throw new UserError(`--batch-size ${batchSize} is larger than the ${s.length} images of ${what}; lower --batch-size to ${s.length} or fewer, or add images`);
+    }
+  }
 }

@@ -10,7 +10,7 @@ import { extname, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { BatchSource, ImageBatch } from '../training/types.ts';
 import { UserError } from '../errors.ts';
-import { createGenerator, type GeneratorConfig, type RenderedChunk, type SampleGenerator, type SimulatorSpec } from './generator.ts';
+import { createGenerator, DEFAULT_SOURCE_TIMEOUT_MS, type GeneratorConfig, type RenderedChunk, type SampleGenerator, type SimulatorSpec } from './generator.ts';
 import { NO_NORMALIZATION, type Normalization } from './normalization.ts';
 import { PARTICLE_LABEL_RANGES } from './particles.ts';
 import type { Seed } from '../rng.ts';
@@ -31,6 +31,8 @@ export interface SimulatorOptions {
   prefetchBatches?: number;
   /** Name of the source in batches and messages. */
   name?: string;
+  /** User modules: the longest one sample (or the module import) may take; default 60 s. */
+  timeoutMs?: number;
 }
 
 interface Pending {
@@ -46,8 +48,12 @@ class WorkerPool {
   private nextId = 0;
   private failure: Error | undefined;
   private closing = false;
+  private readonly config: GeneratorConfig;
+  private readonly name: string;
 
   constructor(config: GeneratorConfig, count: number, name: string) {
+    this.config = config;
+    this.name = name;
     // A dying worker in a user simulator is the module's doing (process.exit, an uncaught async throw).
     const crash = (text: string) => (config.spec.kind === 'module' ? new UserError(`${name}: ${text}; fix the module`) : new Error(`${name}: ${text}`));
     for (let w = 0; w < count; w++) {
@@ -79,8 +85,22 @@ class WorkerPool {
     for (let i = 1; i < this.workers.length; i++) if (this.busy[i] < this.busy[w]) w = i;
     const id = this.nextId++;
     if (this.busy[w]++ === 0) this.workers[w].ref();
+    // The worker times each generate() itself; this catches what it cannot: a module that blocks its
+    // thread (an endless synchronous loop), which only terminating the worker ends.
+    const perSample = this.config.timeoutMs ?? DEFAULT_SOURCE_TIMEOUT_MS;
+    // The slack covers the worker's start (loading TypeScript support and the module) on a busy machine.
+    const limit = (n + 1) * perSample + 30_000;
     return new Promise<RenderedChunk>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      const watchdog = setTimeout(() => {
+        const last = start + n - 1;
+        const e = new UserError(`${this.name}: ${last > start ? `samples ${start}…${last}` : `sample ${start}`} did not finish within ${Math.round(limit / 1000)} s (the module blocks its thread, e.g. an endless loop); fix the module, or raise --source-timeout if samples really take that long`);
+        this.failure ??= e;
+        for (const p of this.pending.values()) p.reject(e);
+        this.pending.clear();
+        void this.workers[w].terminate();
+      }, limit);
+      const settle = <T>(f: (v: T) => void) => (v: T) => { clearTimeout(watchdog); f(v); };
+      this.pending.set(id, { resolve: settle(resolve), reject: settle(reject) });
       this.workers[w].postMessage({ type: 'render', id, start, n, length });
     });
   }
@@ -249,6 +269,7 @@ export async function openSimulator(spec: SimulatorSpec, options: SimulatorOptio
     stream: options.stream ?? 'source-train',
     size: options.size,
     normalization: options.normalization ?? NO_NORMALIZATION,
+    timeoutMs: options.timeoutMs,
   };
   const workers = options.workers ?? defaultWorkerCount();
   const name = options.name ?? (spec.kind === 'particles' ? 'particles' : spec.label);

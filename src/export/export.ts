@@ -22,6 +22,7 @@ import { inferShapes } from '../onnx/shapes.ts';
 import { buildDann } from '../model/dann.ts';
 import { type Normalization } from '../data/normalization.ts';
 import { findCheckpointFile } from './checkpoint.ts';
+import { checkFiniteOutputs, checkFiniteWeights } from './probe.ts';
 import { INPUT_NAME, ortDannVersion, sourceCommit, toMetadataProps, type GraphOutput, type InferenceMetadata } from './metadata.ts';
 
 export const EXPORT_OPSET = 17;
@@ -43,6 +44,10 @@ export interface ExportOptions {
   out: string;
   withDomain?: boolean;
   metadata: ExportMetadataInput;
+  /** How errors name the weights when `checkpoint` is a Map (default 'the checkpoint'). */
+  where?: string;
+  /** The fix named when the weights or the probe outputs are NaN/Inf (nothing is written then). */
+  nonFiniteFix?: string;
 }
 
 export interface ExportResult {
@@ -54,12 +59,15 @@ export interface ExportResult {
   foldedBatchNorms: number;
 }
 
-/** Writes the inference model to `opts.out` atomically (a reader never sees a partial file). */
+/**
+ * Writes the inference model to `opts.out` atomically (a reader never sees a partial file), after
+ * checking its weights and its outputs on a probe batch are finite (see probe.ts).
+ */
 export async function exportInferenceModel(opts: ExportOptions): Promise<ExportResult> {
   const { config } = opts.manifest;
   const file = typeof opts.checkpoint === 'string' ? findCheckpointFile(opts.checkpoint) : undefined;
   const weights = file ? (await readSafetensors(file)).tensors : opts.checkpoint as Map<string, Tensor>;
-  const where = file ?? 'the checkpoint';
+  const where = file ?? opts.where ?? 'the checkpoint';
   const { graph, foldedBatchNorms } = buildInferenceGraph(config, weights, { withDomain: opts.withDomain, where });
   const metadata: InferenceMetadata = {
     modelName: config.name,
@@ -81,6 +89,9 @@ export async function exportInferenceModel(opts: ExportOptions): Promise<ExportR
     metadata: toMetadataProps(metadata),
     docString: `${config.name} (${config.backbone}, ${config.imageSize} px) inference: images -> prediction (${task})`,
   }));
+  const fix = opts.nonFiniteFix ?? 'export an earlier checkpoint, or retrain with a lower --lr';
+  checkFiniteWeights([...graph.initializers].filter(([, t]) => t.dtype === 'float').map(([name, t]) => [name, t.data as Float32Array]), where, fix);
+  await checkFiniteOutputs(bytes, config.imageSize, config.channels, where, fix);
   await writeFileAtomic(opts.out, bytes);
   const ops: Record<string, number> = {};
   for (const n of graph.nodes) ops[n.op] = (ops[n.op] ?? 0) + 1;

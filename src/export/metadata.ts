@@ -73,7 +73,7 @@ export function readInferenceMetadata(model: ModelProto, file: string): Inferenc
   const props = new Map((model.metadataProps ?? []).map((p) => [p.key ?? '', p.value ?? '']));
   const version = props.get('ort_dann.metadata_version');
   if (version === undefined) {
-    throw new UserError(`${file}: an ONNX model without ort-dann metadata (image size, normalization, output names); export it with \`ort-dann export --checkpoint RUN_DIR --out ${file}\``);
+    throw new UserError(`${file}: an ONNX model without ort-dann metadata (image size, normalization, output names); give --model the model.onnx that \`ort-dann train\` or \`ort-dann export --checkpoint RUN_DIR\` wrote (RUN_DIR/model.onnx)`);
   }
   if (Number(version) !== METADATA_VERSION) {
     throw new UserError(`${file}: ort-dann metadata version ${version}, this ort-dann reads version ${METADATA_VERSION}; re-export it with this version's \`ort-dann export\``);

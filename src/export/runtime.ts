@@ -67,17 +67,22 @@ export async function openInferenceModel(file: string, opts: OpenOptions = {}): 
  */
 export async function listImageFiles(paths: string[]): Promise<string[]> {
   const files: string[] = [];
-  for (const p of paths) {
+  for (let p of paths) {
     let isDir: boolean;
     try {
       isDir = (await stat(p)).isDirectory();
-    } catch {
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') throw new UserError(`${p}: a symbolic link loop (ELOOP); fix or remove the link`);
+      if (code === 'EACCES' || code === 'EPERM') throw new UserError(`${p}: cannot be read (${code}); check its permissions`);
       throw new UserError(`${p}: no such file or folder; check the path`);
     }
     if (!isDir) {
       files.push(p);
       continue;
     }
+    // The layout train and evaluate accept: a folder whose images are in images/.
+    if (await stat(join(p, 'images')).then((s) => s.isDirectory(), () => false)) p = join(p, 'images');
     const names = (await readdir(p, { withFileTypes: true }))
       .filter((e) => !e.isDirectory() && !e.name.startsWith('.') && isImageFileName(e.name))
       .map((e) => e.name)

@@ -59,9 +59,10 @@ function describeWriteError(e: unknown, target: string): unknown {
     case 'ENOSPC':
     case 'EDQUOT':
       return new UserError(`cannot write ${target}: no space left on the device (${code}); free space in ${where} or choose another output path (any previous ${basename(target)} is unchanged)`);
+    case 'EROFS':
+      return new UserError(`cannot write ${target}: the file system is read-only (${code}); choose an output path on a writable disk (any previous ${basename(target)} is unchanged)`);
     case 'EACCES':
     case 'EPERM':
-    case 'EROFS':
       return new UserError(`cannot write ${target}: permission denied (${code}); make ${where} writable or choose another output path (any previous ${basename(target)} is unchanged)`);
     case 'ENOENT':
     case 'ENOTDIR':

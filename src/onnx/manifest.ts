@@ -93,5 +93,11 @@ export function readManifest(dir: string): Manifest {
   }
   if (m.format !== MANIFEST_FORMAT) throw new UserError(`${path} is not an ort-dann artifacts manifest; ${rebuild}`);
   if (m.formatVersion !== MANIFEST_VERSION) throw new UserError(`${path} has format version ${m.formatVersion}, this ort-dann reads version ${MANIFEST_VERSION}; ${rebuild}`);
+  // Data are prepared at config.imageSize; a hand-edited value would reach ONNX Runtime (or an allocation) as a shape error.
+  const images = m.models?.training?.inputs?.find((i) => i.name === 'images');
+  const side = images?.shape?.[3];
+  if (typeof side === 'number' && m.config?.imageSize !== side) {
+    throw new UserError(`${path}: config.imageSize is ${m.config?.imageSize}, but ${m.models.training.file} takes ${side}×${side} images (the manifest was edited or damaged); ${rebuild}`);
+  }
   return m;
 }

@@ -11,7 +11,5 @@ const view = (d) => new Float32Array(d.buffer, d.byteOffset, d.length);
 const [p, g, m, v] = [workerData.p, workerData.g, workerData.m, workerData.v].map(view);
 const simd = workerData.memory ? instantiateSimdAdam(workerData.memory, workerData.module) : undefined;
 parentPort.on('message', (work) => {
-  if (simd) adamKernelSimd(simd, p, g, m, v, work);
-  else adamKernel(p, g, m, v, work);
-  parentPort.postMessage(0);
+  parentPort.postMessage(simd ? adamKernelSimd(simd, p, g, m, v, work) : adamKernel(p, g, m, v, work));
 });

@@ -95,8 +95,10 @@ function simdMoments(params: Float32Array, grads: Float32Array): { memory: WebAs
  * PyTorch's vectorised kernels, emulated by adding an exact float64 product (float32 × float32 fits
  * in 53 bits) and rounding once to float32.
  */
-export function adamKernel(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, work: Float64Array): void {
+export function adamKernel(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, work: Float64Array): boolean {
   const f = Math.fround;
+  // Any NaN or ±Inf written to a parameter makes this sum non-finite: one multiply-add per element.
+  let check = 0;
   for (let o = 0; o < work.length; o += STRIDE) {
     const start = work[o] | 0;
     const end = work[o + 1] | 0;
@@ -115,29 +117,35 @@ export function adamKernel(p: Float32Array, g: Float32Array, m: Float32Array, v:
       m[i] = mi;
       v[i] = vi;
       const den = f(f(Math.sqrt(f(vi / debias2))) + eps); //   (v/debias2).sqrt() + eps
-      p[i] = f(f(p[i] * decay) + f(f(negStep * mi) / den)); // p.mul_(1-lr*wd); p.addcdiv_(m, den, value=-lr/debias1)
+      const pi = f(f(p[i] * decay) + f(f(negStep * mi) / den)); // p.mul_(1-lr*wd); p.addcdiv_(m, den, value=-lr/debias1)
+      p[i] = pi;
+      check += pi * 0;
     }
   }
+  return Number.isFinite(check);
 }
 
 /**
  * adamKernel through the SIMD module: whole groups of 4 floats in WebAssembly, the remainder of each
  * chunk (< 4 floats) by adamKernel itself; bit-identical to adamKernel over the whole list.
  */
-export function adamKernelSimd(simd: SimdAdam, p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, work: Float64Array): void {
+export function adamKernelSimd(simd: SimdAdam, p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, work: Float64Array): boolean {
   const at = (a: Float32Array, i: number) => a.byteOffset + 4 * i;
+  let check = 0; // as in adamKernel: NaN once any updated parameter is NaN or ±Inf
   for (let o = 0; o < work.length; o += STRIDE) {
     const start = work[o] | 0;
     const end = work[o + 1] | 0;
     const quads = (end - start) >> 2;
     simd(at(p, start), at(g, start), at(m, start), at(v, start), quads, work[o + 2], work[o + 3], work[o + 4], work[o + 5], work[o + 6], work[o + 7], work[o + 8], work[o + 9]);
     const rest = start + 4 * quads;
+    for (let i = start; i < rest; i++) check += p[i] * 0;
     if (rest < end) {
       const tail = work.slice(o, o + STRIDE);
       tail[0] = rest;
-      adamKernel(p, g, m, v, tail);
+      if (!adamKernel(p, g, m, v, tail)) check = NaN;
     }
   }
+  return Number.isFinite(check);
 }
 
 /** fastai `debias(mom, 1-mom, step)`, kept in its algebraic form (not simplified) to round as fastai does. */
@@ -145,7 +153,7 @@ const debias = (mom: number, step: number) => ((1 - mom) * (1 - mom ** step)) / 
 
 interface WorkerSlot {
   worker: Worker;
-  pending?: { resolve: () => void; reject: (e: Error) => void };
+  pending?: { resolve: (finite: boolean) => void; reject: (e: Error) => void };
 }
 
 const describe = (a: Float32Array) => ({ buffer: a.buffer, byteOffset: a.byteOffset, length: a.length });
@@ -195,8 +203,8 @@ export class AdamStepper {
       slot.pending?.reject(e);
       slot.pending = undefined;
     };
-    slot.worker.on('message', () => {
-      slot.pending?.resolve();
+    slot.worker.on('message', (finite: boolean) => {
+      slot.pending?.resolve(finite);
       slot.pending = undefined;
     });
     slot.worker.on('error', fail);
@@ -208,9 +216,10 @@ export class AdamStepper {
 
   /**
    * One optimizer step with per-group hyper-parameters; `trainable[i]` says whether tensor i has a
-   * gradient this step (see trainableMask in param-groups.ts).
+   * gradient this step (see trainableMask in param-groups.ts). Resolves to whether every updated
+   * parameter is finite (the loop's --on-nan policy acts on it; a NaN model must never be saved).
    */
-  async step(hypers: readonly GroupHyper[], trainable: ArrayLike<boolean>): Promise<void> {
+  async step(hypers: readonly GroupHyper[], trainable: ArrayLike<boolean>): Promise<boolean> {
     if (this.failure) throw this.failure;
     if (this.inFlight) throw new Error('AdamStepper.step called while a step is running');
     if (trainable.length !== this.tensors.length) {
@@ -218,22 +227,23 @@ export class AdamStepper {
     }
     const lists = this.plan(hypers, trainable, Math.max(1, this.slots.length));
     if (this.slots.length === 0) {
-      if (this.simd) adamKernelSimd(this.simd, this.params, this.grads, this.expAvg, this.expAvgSq, lists[0]);
-      else adamKernel(this.params, this.grads, this.expAvg, this.expAvgSq, lists[0]);
-      return;
+      return this.simd
+        ? adamKernelSimd(this.simd, this.params, this.grads, this.expAvg, this.expAvgSq, lists[0])
+        : adamKernel(this.params, this.grads, this.expAvg, this.expAvgSq, lists[0]);
     }
     this.inFlight = true;
     try {
-      await Promise.all(
+      const finite = await Promise.all(
         this.slots.map(
           (slot, w) =>
-            new Promise<void>((resolve, reject) => {
+            new Promise<boolean>((resolve, reject) => {
               slot.pending = { resolve, reject };
               slot.worker.ref();
               slot.worker.postMessage(lists[w]);
             }),
         ),
       );
+      return finite.every(Boolean);
     } finally {
       for (const s of this.slots) s.worker.unref();
       this.inFlight = false;

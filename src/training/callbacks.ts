@@ -67,7 +67,8 @@ export class SaveCheckpoints implements Callback {
     const value = monitored(state, this.o.monitor);
     if (Number.isFinite(value) && (this.best === undefined || improves(this.o.monitor.direction, value, this.best.value))) {
       this.best = { value, epoch: state.epoch };
-      await this.o.session.saveCheckpoint(join(this.o.runDir, 'best'), { step: state.step, epoch: state.epoch, [this.o.monitor.name]: value });
+      // Export reads best/; resuming reads latest/, so best needs no optimizer state.
+      await this.o.session.saveCheckpoint(join(this.o.runDir, 'best'), { step: state.step, epoch: state.epoch, [this.o.monitor.name]: value }, { weightsOnly: true });
     }
     await this.saveLatest(state);
   }
@@ -125,7 +126,14 @@ export class NanPolicy implements Callback {
   }
 
   afterStep(state: LoopState): void {
-    if (state.nonFiniteWeights) throw new UserError(`step ${state.step + 1}: the optimizer step made a weight NaN/Inf; training stopped${this.kept()} (lower --lr or check labels)`);
+    // The update is applied already: skipping cannot undo it, so both modes stop here.
+    if (state.nonFiniteWeights) throw new UserError(`step ${state.step + 1}: the optimizer step made a weight NaN/Inf; training stopped${this.kept()} (lower --lr or check labels${this.o.mode === 'skip' ? '; --on-nan skip cannot undo an applied update' : ''})`);
+  }
+
+  /** Finite weights can still overflow in the forward pass; such a model must become neither latest nor best (this callback runs before SaveCheckpoints). */
+  afterValidate(state: LoopState): void {
+    const loss = state.metrics?.valid_loss;
+    if (loss !== undefined && !Number.isFinite(loss)) throw new UserError(`epoch ${state.epoch}: the validation loss is ${loss}: the model's outputs are no longer finite; training stopped${this.kept()} (lower --lr)`);
   }
 
   private kept(): string {

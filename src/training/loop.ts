@@ -101,9 +101,8 @@ export async function fit(o: FitOptions): Promise<FitResult> {
       Object.assign(state, { loss: losses.loss, regressionLoss: losses.regressionLoss, domainLoss: losses.domainLoss, skipStep: false, nonFiniteWeights: false });
       await emit('afterBackward');
       if (!state.skipStep) {
-        const stepped: unknown = await session.runOptimizerStep(point.hypers);
-        // The optimizer's result flags weights its step left NaN/Inf; the NaN policy acts on it.
-        state.nonFiniteWeights = (stepped as { nonFiniteWeights?: boolean } | undefined)?.nonFiniteWeights === true;
+        // The optimizer reports whether every weight it updated is finite; the NaN policy acts on it.
+        state.nonFiniteWeights = !(await session.runOptimizerStep(point.hypers));
         await emit('afterStep');
       }
       Object.assign(state, { step: step + 1, elapsed: (performance.now() - started) / 1000 });

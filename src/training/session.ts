@@ -312,14 +312,15 @@ export class TrainingSession {
     this.accumulate = false;
   }
 
-  /** One fastai Adam step of the trainable parameters with per-group hyper-parameters. */
-  async runOptimizerStep(hypers: readonly GroupHyper[]): Promise<void> {
+  /**
+   * One fastai Adam step of the trainable parameters with per-group hyper-parameters. Resolves to
+   * whether every updated parameter is still finite (the step touches each one anyway).
+   */
+  async runOptimizerStep(hypers: readonly GroupHyper[]): Promise<boolean> {
     if (hypers.length !== this.groupCount) throw new Error(`internal: ${hypers.length} hyper sets for ${this.groupCount} groups`);
     this.mirrorStale = true;
-    if (!this.useOnnxOptimizer) {
-      await this.adam.step(hypers, this.trainable);
-      return;
-    }
+    if (!this.useOnnxOptimizer) return this.adam.step(hypers, this.trainable);
+    let check = 0;
     // The ONNX path runs optimizer_model.onnx per tensor (state shared with the JS path's buffers).
     const scalar = (v: number) => new ort.Tensor('float32', Float32Array.from([v]), []);
     const { expAvg, expAvgSq, steps } = this.adam;
@@ -334,10 +335,13 @@ export class TrainingSession {
         param: range(this.parameters), grad: range(this.gradients), exp_avg: range(expAvg), exp_avg_sq: range(expAvgSq),
         lr: scalar(h.lr), mom: scalar(h.mom), sqr_mom: scalar(h.sqrMom), eps: scalar(h.eps), wd: scalar(t.decay ? h.wd : 0), step: scalar(steps[k]),
       });
-      this.parameters.set(out['param.out'].data as Float32Array, t.offset);
+      const param = out['param.out'].data as Float32Array;
+      for (let i = 0; i < param.length; i++) check += param[i] * 0;
+      this.parameters.set(param, t.offset);
       expAvg.set(out['exp_avg.out'].data as Float32Array, t.offset);
       expAvgSq.set(out['exp_avg_sq.out'].data as Float32Array, t.offset);
     }
+    return Number.isFinite(check);
   }
 
   /** Eval-mode forward: running BatchNorm statistics, no dropout, no gradients. */
@@ -381,7 +385,8 @@ export class TrainingSession {
       if (b.dtype === 'int64') this.counters.set(b.name, BigInt((t.data as BigInt64Array)[0] ?? 0n));
       else this.buffers.set(b.name, Float32Array.from(toFloat32(t)));
     }
-    if (!dir) return undefined;
+    // A weights-only checkpoint (best/) has no optimizer state to restore.
+    if (!dir || !existsSync(join(dir, 'optimizer.safetensors'))) return undefined;
     const { tensors: optimizer, metadata } = await readSafetensors(join(dir, 'optimizer.safetensors'));
     const steps = new Float64Array(this.tensors.length);
     const expAvg = new Float32Array(this.parameters.length);
@@ -402,8 +407,15 @@ export class TrainingSession {
   /**
    * Writes a checkpoint directory atomically: model.safetensors (loads into the PyTorch module with
    * strict=True), optimizer.safetensors (Adam moments and step counts, the trainer state as metadata).
+   * `weightsOnly` leaves optimizer.safetensors out (two thirds of the bytes): for a checkpoint that is
+   * exported or evaluated but never resumed from, such as best/.
    */
-  async saveCheckpoint(dir: string, trainer: TrainerState = {}): Promise<void> {
+  async saveCheckpoint(dir: string, trainer: TrainerState = {}, opts: { weightsOnly?: boolean } = {}): Promise<void> {
+    const model = encodeSafetensors(this.stateDict(), { ...this.checkpointMetadata, format: 'pt', ...(opts.weightsOnly ? { 'ort-dann.trainer': JSON.stringify(trainer) } : {}) });
+    if (opts.weightsOnly) {
+      await writeDirAtomic(dir, { 'model.safetensors': model });
+      return;
+    }
     const { expAvg, expAvgSq, steps } = this.adam;
     const optimizer = new Map<string, Tensor>();
     this.tensors.forEach((t, k) => {
@@ -415,7 +427,7 @@ export class TrainingSession {
       trainer: JSON.stringify({ ...trainer, sessionStep: this.trainStep, trainable: this.tensors.filter((_, k) => this.trainable[k]).map((t) => t.name) }),
     };
     await writeDirAtomic(dir, {
-      'model.safetensors': encodeSafetensors(this.stateDict(), { ...this.checkpointMetadata, format: 'pt' }),
+      'model.safetensors': model,
       'optimizer.safetensors': encodeSafetensors(optimizer, meta),
     });
   }

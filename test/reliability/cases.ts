@@ -6,14 +6,16 @@
  * Every case starts from a working command (train: a one-step run on the fixture; predict: the previous
  * run's model on the demo images; build-artifacts: a 128 px ResNet18) and changes one thing.
  */
-import { copyFileSync, linkSync, mkdirSync, readdirSync, readFileSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, linkSync, symlinkSync, mkdirSync, readdirSync, readFileSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
+import { hostname } from 'node:os';
+import { encodeSafetensors, readSafetensors } from '../../src/io/safetensors.ts';
 import { buildArtifacts } from '../../src/model/build-artifacts.ts';
 import { makeConfig } from '../../src/model/config.ts';
 
-export type Area = 'artifacts' | 'data' | 'flags' | 'config files' | 'predict' | 'W&B';
-export const AREAS: Area[] = ['artifacts', 'data', 'flags', 'config files', 'predict', 'W&B'];
+export type Area = 'artifacts' | 'data' | 'flags' | 'config files' | 'predict' | 'W&B' | 'outputs' | 'run directory' | 'diverging runs' | 'user code' | 'file system';
+export const AREAS: Area[] = ['artifacts', 'data', 'flags', 'config files', 'predict', 'W&B', 'outputs', 'run directory', 'diverging runs', 'user code', 'file system'];
 
 /** Real paths of the case's folders, for setup. */
 export interface CaseDirs {
@@ -22,6 +24,8 @@ export interface CaseDirs {
   artifacts: string;
   demo: string;
   prevRun: string;
+  /** `<run>`: the case's run directory (not created). */
+  run: string;
 }
 
 export interface Case {
@@ -29,12 +33,14 @@ export interface Case {
   area: Area;
   /** What the user did, as docs/errors.md names it. */
   title: string;
-  command: 'train' | 'predict' | 'build-artifacts';
+  command: 'train' | 'predict' | 'build-artifacts' | 'export' | 'evaluate' | 'demo-data';
   /** Flags of the working command to leave out. */
   drop?: string[];
   /** Appended to the working command (a repeated flag replaces the working value: the last one wins). */
   args: string[];
   env?: Record<string, string>;
+  /** CODE:PATH: writes under PATH fail with errno CODE (fs-fault-preload.mjs), e.g. 'EROFS:<case>/mnt' for a read-only mount. */
+  fsFault?: string;
   setup?: (d: CaseDirs) => Promise<void> | void;
   /** 'error': exit 1 and one line; 'works': exit 0, stderr only the warnings matched by `expect`. */
   outcome: 'error' | 'works';
@@ -103,6 +109,25 @@ function truncateTo(path: string, fraction: number): void {
   truncateSync(path, Math.floor(size * fraction));
 }
 
+/** A copy of a checkpoint's model.safetensors with `change` applied to one tensor's values. */
+async function alteredCheckpoint(from: string, to: string, tensor: string, change: (v: Float32Array) => void): Promise<void> {
+  const { tensors, metadata } = await readSafetensors(from);
+  const t = tensors.get(tensor)!;
+  const data = Float32Array.from(t.data as Float32Array);
+  change(data);
+  tensors.set(tensor, { ...t, data });
+  writeFileSync(to, Buffer.concat(encodeSafetensors(tensors, metadata)));
+}
+
+/** A run lock as src/io/run-lock.ts writes it. */
+function lockFile(dir: string, pid: number): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, '.lock'), `${JSON.stringify({ pid, host: hostname(), started: '2026-01-02T03:04:05.678Z' })}\n`);
+}
+
+/** A pid no process has: above Linux's pid_max ceiling (2^22). */
+const DEAD_PID = 4_194_304 + 12_345;
+
 const WRONG_KEY = 'wrong0123456789abcdefghijklmnopqrstuvwxyzAB';
 
 export const CASES: Case[] = [
@@ -133,6 +158,17 @@ export const CASES: Case[] = [
     },
     args: ['--artifacts', '<case>/artifacts'], outcome: 'error',
     expect: /^ort-dann: <case>\/artifacts\/manifest\.json has format version 2, this ort-dann reads version 1; rebuild the artifacts with `ort-dann build-artifacts --out <case>\/artifacts`$/,
+  },
+  {
+    id: 'artifacts-manifest-image-size', area: 'artifacts', title: 'manifest.json edited to another imageSize than its models take', command: 'train',
+    setup: (d) => {
+      copyArtifacts(d.artifacts, join(d.input, 'artifacts'));
+      const file = join(d.input, 'artifacts', 'manifest.json');
+      const m = JSON.parse(readFileSync(file, 'utf8'));
+      writeFileSync(file, JSON.stringify({ ...m, config: { ...m.config, imageSize: 100000 } }));
+    },
+    args: ['--artifacts', '<case>/artifacts'], outcome: 'error',
+    expect: /^ort-dann: <case>\/artifacts\/manifest\.json: config\.imageSize is 100000, but training_model\.onnx takes 128×128 images \(the manifest was edited or damaged\); rebuild the artifacts with `ort-dann build-artifacts --out <case>\/artifacts`$/,
   },
   {
     id: 'artifacts-onnx-missing', area: 'artifacts', title: 'training_model.onnx was deleted from the artifacts', command: 'train',
@@ -314,7 +350,7 @@ export const CASES: Case[] = [
   {
     id: 'flag-batch-size-zero', area: 'flags', title: '--batch-size out of range', command: 'train',
     args: ['--batch-size', '0'], outcome: 'error',
-    expect: /^ort-dann: --batch-size 0: must be a positive integer$/,
+    expect: /^ort-dann: --batch-size 0: must be an integer from 1 to 4096$/,
   },
   {
     id: 'flag-epochs-not-number', area: 'flags', title: '--epochs is not a number', command: 'train',
@@ -324,7 +360,7 @@ export const CASES: Case[] = [
   {
     id: 'flag-lambda-negative', area: 'flags', title: '--lambda-domain negative', command: 'train',
     args: ['--lambda-domain', '-1'], outcome: 'error',
-    expect: /^ort-dann: --lambda-domain -1: must be a number ≥ 0$/,
+    expect: /^ort-dann: --lambda-domain -1: must be a number from 0 to 1000000$/,
   },
   {
     id: 'flag-lr-abc', area: 'flags', title: '--lr is not a number', command: 'train',
@@ -458,7 +494,7 @@ export const CASES: Case[] = [
   {
     id: 'predict-model-training-graph', area: 'predict', title: 'predict --model given a training artifact (eval_model.onnx) instead of an export', command: 'predict',
     args: ['--model', '<artifacts>/eval_model.onnx'], outcome: 'error',
-    expect: /^ort-dann: <artifacts>\/eval_model\.onnx: an ONNX model without ort-dann metadata \(image size, normalization, output names\); export it with `ort-dann export --checkpoint RUN_DIR --out <artifacts>\/eval_model\.onnx`$/,
+    expect: /^ort-dann: <artifacts>\/eval_model\.onnx: an ONNX model without ort-dann metadata \(image size, normalization, output names\); give --model the model\.onnx that `ort-dann train` or `ort-dann export --checkpoint RUN_DIR` wrote \(RUN_DIR\/model\.onnx\)$/,
   },
   {
     id: 'predict-image-corrupt', area: 'predict', title: 'predict on a corrupt image file', command: 'predict',
@@ -485,5 +521,241 @@ export const CASES: Case[] = [
     env: { WANDB_API_KEY: WRONG_KEY, WANDB_BASE_URL: '<unreachable>' },
     args: ['--wandb', 'online'], outcome: 'works',
     expect: /^ort-dann: warning: cannot reach W&B at <unreachable> \(UpsertBucket failed: .+\); logging offline, upload later with: ort-dann wandb-sync <run>$/,
+  },
+
+  // ── outputs: a command replaces only what it wrote itself, and only with --force ─────────────────
+  {
+    id: 'export-over-checkpoint', area: 'outputs', title: 'export --out names the run\'s own checkpoint file', command: 'export',
+    args: ['--out', '<prev-run>/best/model.safetensors'], outcome: 'error',
+    expect: /^ort-dann: --out <prev-run>\/best\/model\.safetensors holds a training checkpoint, which this command does not replace \(not even with --force\); choose another --out$/,
+  },
+  {
+    id: 'export-over-training-model', area: 'outputs', title: 'export --out names a training artifact (training_model.onnx)', command: 'export',
+    args: ['--out', '<artifacts>/training_model.onnx'], outcome: 'error',
+    expect: /^ort-dann: --out <artifacts>\/training_model\.onnx holds a file of training artifacts \(build-artifacts\), which this command does not replace \(not even with --force\); choose another --out$/,
+  },
+  {
+    id: 'export-over-run-dir', area: 'outputs', title: 'export --out names a run directory', command: 'export',
+    args: ['--out', '<prev-run>'], outcome: 'error',
+    expect: /^ort-dann: --out <prev-run> is a folder \(it holds a training run\); name a file, e.g\. <prev-run>\/model\.onnx$/,
+  },
+  {
+    id: 'export-over-model', area: 'outputs', title: 'export --out names an earlier exported model (without --force)', command: 'export',
+    args: ['--out', '<prev-run>/model.onnx'], outcome: 'error',
+    expect: /^ort-dann: --out <prev-run>\/model\.onnx already holds an exported model; pass --force to replace it, or choose another --out$/,
+  },
+  {
+    id: 'export-force', area: 'outputs', title: 'export --force replaces an earlier exported model', command: 'export',
+    setup: (d) => { mkdirSync(d.run, { recursive: true }); copyFileSync(join(d.prevRun, 'model.onnx'), join(d.run, 'model.onnx')); },
+    args: ['--force'], outcome: 'works',
+    expect: /^$/,
+  },
+  {
+    id: 'predict-out-labels', area: 'outputs', title: 'predict --out names the labels CSV (an input)', command: 'predict',
+    args: ['--out', '<demo>/target-val-labels.csv'], outcome: 'error',
+    expect: /^ort-dann: --out <demo>\/target-val-labels\.csv holds a labels CSV \(an input\), which this command does not replace \(not even with --force\); choose another --out$/,
+  },
+  {
+    id: 'predict-out-other-csv', area: 'outputs', title: 'predict --out names a CSV that predict did not write', command: 'predict',
+    setup: (d) => { writeFileSync(join(d.input, 'notes.csv'), 'day,remark\nmonday,calibrated\n'); },
+    args: ['--out', '<case>/notes.csv', '--force'], outcome: 'error',
+    expect: /^ort-dann: --out <case>\/notes\.csv holds a file ort-dann did not write, which this command does not replace \(not even with --force\); choose another --out$/,
+  },
+  {
+    id: 'evaluate-out-dir-images', area: 'outputs', title: 'evaluate --out-dir names the image folder (an input)', command: 'evaluate',
+    args: ['--out-dir', '<demo>/target-val'], outcome: 'error',
+    expect: /^ort-dann: --out-dir <demo>\/target-val holds images \(an input\), which this command does not replace \(not even with --force\); choose another --out-dir$/,
+  },
+  {
+    id: 'evaluate-out-dir-run', area: 'outputs', title: 'evaluate --out-dir names a run directory', command: 'evaluate',
+    args: ['--out-dir', '<prev-run>', '--force'], outcome: 'error',
+    expect: /^ort-dann: --out-dir <prev-run> holds a training run, which this command does not replace \(not even with --force\); choose another --out-dir$/,
+  },
+  {
+    id: 'build-artifacts-over-run', area: 'outputs', title: 'build-artifacts --out names a run directory', command: 'build-artifacts',
+    args: ['--out', '<prev-run>'], outcome: 'error',
+    expect: /^ort-dann: --out <prev-run> holds a training run, which this command does not replace \(not even with --force\); choose another --out$/,
+  },
+  {
+    id: 'build-artifacts-over-artifacts', area: 'outputs', title: 'build-artifacts --out names existing artifacts (without --force)', command: 'build-artifacts',
+    args: ['--out', '<artifacts>'], outcome: 'error',
+    expect: /^ort-dann: --out <artifacts> already holds training artifacts \(build-artifacts\); pass --force to replace it, or choose another --out$/,
+  },
+  {
+    id: 'demo-data-over-images', area: 'outputs', title: 'demo-data --out names a folder of images', command: 'demo-data',
+    args: ['--out', '<demo>/target-val'], outcome: 'error',
+    expect: /^ort-dann: --out <demo>\/target-val holds images \(an input\), which this command does not replace \(not even with --force\); choose another --out$/,
+  },
+  {
+    id: 'demo-data-over-file', area: 'outputs', title: 'demo-data --out names a file', command: 'demo-data',
+    args: ['--out', '<demo>/target-val-labels.csv', '--force'], outcome: 'error',
+    expect: /^ort-dann: --out <demo>\/target-val-labels\.csv holds a labels CSV \(an input\), which this command does not replace \(not even with --force\); choose another --out$/,
+  },
+
+  // ── run directory ────────────────────────────────────────────────────────────────────────────────
+  {
+    id: 'run-dir-is-file', area: 'run directory', title: '--run-dir names an existing file', command: 'train',
+    args: ['--run-dir', '<demo>/target-val-labels.csv'], outcome: 'error',
+    expect: /^ort-dann: --run-dir <demo>\/target-val-labels\.csv is a file, not a folder; choose another --run-dir$/,
+  },
+  {
+    id: 'run-dir-locked', area: 'run directory', title: 'a second training into a run directory another live process holds', command: 'train',
+    // The test runner's own pid: alive for as long as the case runs.
+    setup: (d) => lockFile(join(d.input, 'run'), process.pid),
+    args: ['--run-dir', '<case>/run'], outcome: 'error',
+    expect: /^ort-dann: --run-dir <case>\/run is in use by process <pid> \(started <time>\); wait for it to finish or choose another --run-dir$/,
+  },
+  {
+    id: 'run-dir-stale-lock', area: 'run directory', title: 'a lock left by a process that is gone (killed) is taken over', command: 'train',
+    setup: (d) => lockFile(d.run, DEAD_PID),
+    args: [], outcome: 'works',
+    expect: /^ort-dann: warning: --run-dir <run> was locked by process <pid> \(started <time>\), which is gone; taking the run over$/,
+  },
+
+  // ── diverging runs: no NaN model is ever saved or exported ───────────────────────────────────────
+  {
+    id: 'lr-nan-weights', area: 'diverging runs', title: 'a learning rate so large (1e39) that the first step makes weights infinite', command: 'train',
+    args: ['--lr', '1e39'], outcome: 'error',
+    expect: /^ort-dann: step 1: the optimizer step made parameters NaN\/Inf; training stopped before the first checkpoint \(lower --lr\)$/,
+  },
+  {
+    id: 'lr-nan-weights-skip', area: 'diverging runs', title: 'the same with --on-nan skip (an applied update cannot be skipped)', command: 'train',
+    args: ['--lr', '1e39', '--on-nan', 'skip'], outcome: 'error',
+    expect: /^ort-dann: step 1: the optimizer step made parameters NaN\/Inf; training stopped before the first checkpoint \(lower --lr; --on-nan skip cannot undo an applied update\)$/,
+  },
+  {
+    id: 'lr-nan-outputs', area: 'diverging runs', title: '--lr 1e6: finite weights whose outputs overflow to NaN', command: 'train',
+    args: ['--lr', '1e6'], outcome: 'error',
+    expect: /^ort-dann: epoch 0: the validation loss is NaN: the model's outputs are no longer finite; training stopped before the first checkpoint \(lower --lr\)$/,
+  },
+  {
+    id: 'export-nan-checkpoint', area: 'diverging runs', title: 'export of a checkpoint holding a NaN weight', command: 'export',
+    setup: (d) => alteredCheckpoint(join(d.prevRun, 'latest', 'model.safetensors'), join(d.input, 'nan.safetensors'), 'label_predictor.regressor.1.weight', (v) => { v[0] = NaN; }),
+    args: ['--checkpoint', '<case>/nan.safetensors', '--artifacts', '<artifacts>'], outcome: 'error',
+    expect: /^ort-dann: <case>\/nan\.safetensors: parameter label_predictor\.regressor\.1\.weight holds NaN \(element 0\); nothing was written; export an earlier checkpoint, or retrain with a lower --lr$/,
+  },
+  {
+    id: 'export-overflowing-checkpoint', area: 'diverging runs', title: 'export of a checkpoint whose finite weights overflow (1e38) in the forward pass', command: 'export',
+    setup: (d) => alteredCheckpoint(join(d.prevRun, 'latest', 'model.safetensors'), join(d.input, 'big.safetensors'), 'label_predictor.regressor.1.weight', (v) => v.fill(1e38)),
+    args: ['--checkpoint', '<case>/big.safetensors', '--artifacts', '<artifacts>'], outcome: 'error',
+    expect: /^ort-dann: <case>\/big\.safetensors: the model outputs (NaN|-?Infinity) \(prediction\) on a probe batch although its weights are finite \(they overflow\); nothing was written; export an earlier checkpoint, or retrain with a lower --lr$/,
+  },
+
+  // ── user code ────────────────────────────────────────────────────────────────────────────────────
+  {
+    id: 'source-never-resolves', area: 'user code', title: 'a --source module whose generate() never resolves', command: 'train',
+    setup: (d) => { writeFileSync(join(d.input, 'sim.mjs'), 'export function generate() { return new Promise(() => {}); }\n'); },
+    args: ['--source', '<case>/sim.mjs', '--source-val', '<case>/sim.mjs', '--source-timeout', '1'], outcome: 'error',
+    expect: /^ort-dann: <case>\/sim\.mjs: generate\(\) did not return sample 0 within 1 s; fix the module, or raise --source-timeout if one sample really takes longer$/,
+  },
+  {
+    id: 'source-endless-loop', area: 'user code', title: 'a --source module whose generate() loops forever (blocks its thread)', command: 'train',
+    setup: (d) => { writeFileSync(join(d.input, 'sim.mjs'), 'export function generate() { for (;;) {} }\n'); },
+    args: ['--source', '<case>/sim.mjs', '--source-val', '<case>/sim.mjs', '--source-timeout', '1'], outcome: 'error',
+    expect: /^ort-dann: <case>\/sim\.mjs: sample 0 did not finish within 32 s \(the module blocks its thread, e\.g\. an endless loop\); fix the module, or raise --source-timeout if samples really take that long$/,
+  },
+
+  // ── file system ──────────────────────────────────────────────────────────────────────────────────
+  {
+    id: 'run-dir-read-only-mount', area: 'file system', title: 'a new --run-dir under a read-only mount', command: 'train',
+    setup: (d) => { mkdirSync(join(d.input, 'mnt')); },
+    fsFault: 'EROFS:<case>/mnt',
+    args: ['--run-dir', '<case>/mnt/run'], outcome: 'error',
+    expect: /^ort-dann: --run-dir: cannot create folder <case>\/mnt\/run: the file system is read-only \(EROFS\); use a path on a writable disk, or choose another --run-dir$/,
+  },
+  {
+    id: 'run-dir-read-only-existing', area: 'file system', title: 'an existing --run-dir on a read-only mount', command: 'train',
+    setup: (d) => { mkdirSync(join(d.input, 'mnt', 'run'), { recursive: true }); },
+    fsFault: 'EROFS:<case>/mnt',
+    args: ['--run-dir', '<case>/mnt/run'], outcome: 'error',
+    expect: /^ort-dann: --run-dir: cannot open <case>\/mnt\/run\/\.lock: the file system is read-only \(EROFS\); use a path on a writable disk, or choose another --run-dir$/,
+  },
+  {
+    id: 'run-dir-permission-denied', area: 'file system', title: 'a --run-dir in a folder the user may not write (EACCES)', command: 'train',
+    setup: (d) => { mkdirSync(join(d.input, 'theirs')); },
+    fsFault: 'EACCES:<case>/theirs',
+    args: ['--run-dir', '<case>/theirs/run'], outcome: 'error',
+    expect: /^ort-dann: --run-dir: cannot create folder <case>\/theirs\/run: permission denied \(EACCES\); check its permissions, or choose another --run-dir$/,
+  },
+  {
+    id: 'evaluate-out-dir-read-only', area: 'file system', title: 'evaluate --out-dir on a read-only mount', command: 'evaluate',
+    setup: (d) => { mkdirSync(join(d.input, 'mnt')); },
+    fsFault: 'EROFS:<case>/mnt',
+    args: ['--out-dir', '<case>/mnt/evaluation'], outcome: 'error',
+    expect: /^ort-dann: cannot create folder <case>\/mnt\/evaluation: the file system is read-only \(EROFS\); use a path on a writable disk$/,
+  },
+  {
+    id: 'predict-out-read-only', area: 'file system', title: 'predict --out on a read-only mount', command: 'predict',
+    setup: (d) => { mkdirSync(join(d.input, 'mnt')); },
+    fsFault: 'EROFS:<case>/mnt',
+    args: ['--out', '<case>/mnt/predictions.csv'], outcome: 'error',
+    expect: /^ort-dann: cannot write <case>\/mnt\/predictions\.csv: the file system is read-only \(EROFS\); choose an output path on a writable disk \(any previous predictions\.csv is unchanged\)$/,
+  },
+  {
+    id: 'build-artifacts-out-read-only', area: 'file system', title: 'build-artifacts --out on a read-only mount', command: 'build-artifacts',
+    setup: (d) => { mkdirSync(join(d.input, 'mnt')); },
+    fsFault: 'EROFS:<case>/mnt',
+    args: ['--out', '<case>/mnt/artifacts'], outcome: 'error',
+    expect: /^ort-dann: cannot write <case>\/mnt\/artifacts: the file system is read-only \(EROFS\); choose an output path on a writable disk \(any previous artifacts is unchanged\)$/,
+  },
+
+  // ── numeric flags out of range (checked before any work) ─────────────────────────────────────────
+  {
+    id: 'flag-sim-workers-negative', area: 'flags', title: '--sim-workers -1', command: 'train',
+    args: ['--sim-workers', '-1'], outcome: 'error',
+    expect: /^ort-dann: --sim-workers -1: must be an integer from 0 to 256$/,
+  },
+  {
+    id: 'flag-threads-huge', area: 'flags', title: '--threads far beyond any machine', command: 'train',
+    args: ['--threads', '100000'], outcome: 'error',
+    expect: /^ort-dann: --threads 100000: must be an integer from 1 to 1024$/,
+  },
+  {
+    id: 'flag-source-timeout-zero', area: 'flags', title: '--source-timeout 0', command: 'train',
+    args: ['--source-timeout', '0'], outcome: 'error',
+    expect: /^ort-dann: --source-timeout 0: must be a number above 0 and at most 86400$/,
+  },
+  {
+    id: 'build-artifacts-image-size-huge', area: 'flags', title: 'build-artifacts --image-size 100000', command: 'build-artifacts',
+    args: ['--image-size', '100000'], outcome: 'error',
+    expect: /^ort-dann: --image-size 100000: must be an integer from 16 to 2048$/,
+  },
+  {
+    id: 'predict-threads-negative', area: 'flags', title: 'predict --threads -1', command: 'predict',
+    args: ['--threads', '-1'], outcome: 'error',
+    expect: /^ort-dann: --threads -1: must be an integer from 1 to 1024$/,
+  },
+  // ── misleading before: now named for what they are ──────────────────────────────────────────────
+  {
+    id: 'target-symlink-loop', area: 'data', title: '--target is a symbolic link loop', command: 'train',
+    setup: (d) => { symlinkSync(join(d.input, 'loop'), join(d.input, 'loop')); },
+    args: ['--target', '<case>/loop'], outcome: 'error',
+    expect: /^ort-dann: --target <case>\/loop: a symbolic link loop \(ELOOP\); fix or remove the link$/,
+  },
+  {
+    id: 'target-is-file', area: 'data', title: '--target names a file instead of a folder', command: 'train',
+    args: ['--target', '<demo>/target-val-labels.csv'], outcome: 'error',
+    expect: /^ort-dann: --target <demo>\/target-val-labels\.csv: is a file, not a folder; give the folder that holds the images$/,
+  },
+  {
+    id: 'artifacts-is-run-dir', area: 'artifacts', title: '--artifacts names a run directory', command: 'train',
+    args: ['--artifacts', '<prev-run>'], outcome: 'error',
+    expect: /^ort-dann: --artifacts <prev-run> is a training run, not a build-artifacts folder; give the artifacts the run was trained from \(or continue that run with --run-dir <prev-run> --resume\)$/,
+  },
+  {
+    id: 'batch-larger-than-data', area: 'flags', title: '--batch-size larger than the target images', command: 'train',
+    args: ['--batch-size', '16', '--source-size', '16', '--val-size', '16'], outcome: 'error',
+    expect: /^ort-dann: --batch-size 16 is larger than the 8 images of --source <demo>\/source-val; lower --batch-size to 8 or fewer, or add images$/,
+  },
+  {
+    id: 'resume-finished-run', area: 'flags', title: '--resume of a finished run with nothing left to train', command: 'train',
+    setup: (d) => { cpSync(d.prevRun, d.run, { recursive: true }); },
+    args: ['--resume'], outcome: 'error',
+    expect: /^ort-dann: --resume: <run> has trained all 1 epochs of this plan \(step 1 of 1\); to train on, pass --epochs with more than 1 \(the schedule is then re-planned\)$/,
+  },
+  {
+    id: 'predict-images-subfolder', area: 'predict', title: 'predict on a data folder whose images are in images/ (the layout train and evaluate take)', command: 'predict',
+    drop: ['<images>'], args: ['<demo>/target-val'], outcome: 'works',
+    expect: /^predicted 4 images in <t> s \(<rate> images\/s\)$/,
   },
 ];

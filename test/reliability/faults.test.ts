@@ -80,7 +80,7 @@ test('Ctrl-C during an epoch saves the latest checkpoint mid-epoch and exits 130
   });
   assert.equal(r.code, 130, `exit 130 expected, got ${r.code} ${r.signal}: ${r.stderr}`);
   assert.match(r.stderr, /interrupted; saving the latest checkpoint after this step/);
-  assert.match(r.stdout, /stopped at step \d+\/12; continue with: ort-dann train --run-dir .* --resume/);
+  assert.match(r.stdout, /stopped at step \d+\/12; continue with: npx ort-dann train --run-dir .* --resume/);
   const step = Number((await trainerState(join(broken, 'latest'))).step);
   assert.ok(step > STEPS_PER_EPOCH && step < TOTAL_STEPS, `the checkpoint should be inside the second epoch, is at step ${step}`);
   assert.ok(!existsSync(join(broken, 'model.onnx')), 'an interrupted run must not export');

@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -20,6 +20,7 @@ import { FakeWandb } from '../helpers/fake-wandb.ts';
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const BIN = join(REPO, 'bin', 'ort-dann.js');
 export const PRELOAD_ENOSPC = fileURLToPath(new URL('./enospc-preload.mjs', import.meta.url));
+export const PRELOAD_FS_FAULT = fileURLToPath(new URL('./fs-fault-preload.mjs', import.meta.url));
 
 export interface Fixture {
   /** Everything lives under here; removed by close(). */
@@ -117,7 +118,7 @@ export function runCli(f: Fixture, args: string[], o: RunOptions = {}): Promise<
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
     child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
-    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 120_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 300_000);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -143,7 +144,8 @@ function walk(dir: string): string[] {
   } catch {
     return [];
   }
-  return entries.flatMap((e) => (e.isDirectory() ? [`${join(dir, e.name)}/`, ...walk(join(dir, e.name))] : [join(dir, e.name)])).sort();
+  // A run directory's .lock exists only while a command runs in it (src/io/run-lock.ts).
+  return entries.filter((e) => e.name !== '.lock').flatMap((e) => (e.isDirectory() ? [`${join(dir, e.name)}/`, ...walk(join(dir, e.name))] : [join(dir, e.name)])).sort();
 }
 
 /**
@@ -154,7 +156,8 @@ export function statFingerprint(dirs: string[]): Map<string, string> {
   const out = new Map<string, string>();
   for (const dir of dirs) {
     for (const p of walk(dir)) {
-      const s = statSync(p, { bigint: true });
+      // lstat: a case's input may be a symbolic link loop.
+      const s = lstatSync(p, { bigint: true });
       out.set(p, p.endsWith('/') ? 'dir' : `${s.size}:${s.ino}:${s.mtimeNs}:${s.ctimeNs}`);
     }
   }
@@ -165,7 +168,7 @@ export function statFingerprint(dirs: string[]): Map<string, string> {
 export function contentHashes(dirs: string[]): Map<string, string> {
   const out = new Map<string, string>();
   for (const dir of dirs) {
-    for (const p of walk(dir)) out.set(p, p.endsWith('/') ? 'dir' : createHash('sha256').update(readFileSync(p)).digest('hex'));
+    for (const p of walk(dir)) out.set(p, p.endsWith('/') ? 'dir' : lstatSync(p).isSymbolicLink() ? `link ${readlinkSync(p)}` : createHash('sha256').update(readFileSync(p)).digest('hex'));
   }
   return out;
 }

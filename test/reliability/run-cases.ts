@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AREAS, CASES, type Case } from './cases.ts';
-import { buildFixture, closedPort, diffFingerprints, REPO, runCli, STACK_FRAME, statFingerprint, type CliResult, type Fixture } from './harness.ts';
+import { buildFixture, closedPort, diffFingerprints, PRELOAD_FS_FAULT, REPO, runCli, STACK_FRAME, statFingerprint, type CliResult, type Fixture } from './harness.ts';
 
 export interface CatalogueFixture extends Fixture {
   prevRun: string;
@@ -45,7 +45,14 @@ function expand(text: string, table: [string, string][]): string {
  * Details that differ from run to run for the same input: libvips keeps one error buffer per process, so
  * with images decoding in parallel the detail of a corrupt file is sometimes another thread's wording.
  */
-const VOLATILE: [RegExp, string][] = [[/cannot decode image \([^)]*\)/g, 'cannot decode image (<decoder message>)']];
+const VOLATILE: [RegExp, string][] = [
+  [/cannot decode image \([^)]*\)/g, 'cannot decode image (<decoder message>)'],
+  // A run lock names its holder.
+  [/process \d+/g, 'process <pid>'],
+  [/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/g, '<time>'],
+  // Timings.
+  [/ in [\d.]+ s \([\d.]+ images\/s\)/g, ' in <t> s (<rate> images/s)'],
+];
 
 /** Real paths back to placeholders, so messages read the same on every machine and run. */
 export function normalize(text: string, table: [string, string][]): string {
@@ -63,6 +70,12 @@ const BASE: Record<Case['command'], [string, string | undefined][]> = {
   ],
   predict: [['--model', '<prev-run>/model.onnx'], ['--threads', '2'], ['<images>', '<demo>/target-val/images']],
   'build-artifacts': [['--config', '<repo>/models/resnet18-dann.json'], ['--image-size', '128'], ['--out', '<run>/artifacts']],
+  export: [['--checkpoint', '<prev-run>'], ['--out', '<run>/model.onnx']],
+  evaluate: [
+    ['--model', '<prev-run>/model.onnx'], ['--images', '<demo>/target-val'], ['--labels', '<demo>/target-val-labels.csv'],
+    ['--threads', '2'], ['--out-dir', '<run>/evaluation'],
+  ],
+  'demo-data': [['--out', '<run>/demo'], ['--size', '32'], ['--train', '2'], ['--val', '2'], ['--source-val', '2']],
 };
 
 export function caseArgv(c: Case): string[] {
@@ -83,7 +96,7 @@ export interface CaseResult extends CliResult {
 export async function setupCase(f: CatalogueFixture, c: Case): Promise<void> {
   const input = join(f.root, 'cases', c.id);
   mkdirSync(input, { recursive: true });
-  await c.setup?.({ input, artifacts: f.artifacts, demo: f.demo.out, prevRun: f.prevRun });
+  await c.setup?.({ input, artifacts: f.artifacts, demo: f.demo.out, prevRun: f.prevRun, run: join(f.root, 'runs', c.id) });
 }
 
 export async function runCase(f: CatalogueFixture, c: Case): Promise<CaseResult> {
@@ -93,7 +106,8 @@ export async function runCase(f: CatalogueFixture, c: Case): Promise<CaseResult>
   const before = statFingerprint(guarded);
   const started = performance.now();
   const env = Object.fromEntries(Object.entries(c.env ?? {}).map(([k, v]) => [k, expand(v, table)]));
-  const r = await runCli(f, caseArgv(c).map((a) => expand(a, table)), { env });
+  if (c.fsFault) env.ORT_DANN_TEST_FS_FAULT = expand(c.fsFault, table);
+  const r = await runCli(f, caseArgv(c).map((a) => expand(a, table)), { env, nodeArgs: c.fsFault ? ['--import', PRELOAD_FS_FAULT] : [] });
   const ms = performance.now() - started;
   return { ...r, case: c, message: normalize(r.stderr, table).trimEnd(), changed: diffFingerprints(before, statFingerprint(guarded), f.root), ms };
 }
@@ -147,7 +161,8 @@ function shownCommand(c: Case): string {
   const args = c.args.map((a) => (/[\s;$`'"|&]/.test(a) ? `'${a}'` : a)).join(' ');
   // The key itself stays out of the doc: only that one was set.
   const env = Object.entries(c.env ?? {}).map(([k, v]) => `${k}=${k === 'WANDB_API_KEY' ? '<a well-formed key>' : v} `).join('');
-  return `${env}ort-dann ${c.command} …${args ? ` ${args}` : ''}${without.length ? ` (without ${without.join(', ')})` : ''}`;
+  const fault = c.fsFault ? ` (with ${c.fsFault.slice(c.fsFault.indexOf(':') + 1)} failing writes with ${c.fsFault.slice(0, c.fsFault.indexOf(':'))})` : '';
+  return `${env}ort-dann ${c.command} …${args ? ` ${args}` : ''}${without.length ? ` (without ${without.join(', ')})` : ''}${fault}`;
 }
 
 /** docs/errors.md: every case with the exact message, grouped by area. */
