@@ -23,7 +23,7 @@ export const exportCommand: CommandModule<object, Args> = {
     const out = args.out ?? join(args.artifacts ? dirname(ckpt.file) : ckpt.manifestDir, 'model.onnx');
     const r = await exportInferenceModel({
       manifest: ckpt.manifest, checkpoint: ckpt.tensors, out, withDomain: args['with-domain'],
-      metadata: { normalization, runId: args['run-id'] ?? ckpt.runId, sourceCommit: ckpt.sourceCommit },
+      metadata: { normalization, runId: args['run-id'] ?? ckpt.runId, sourceCommit: ckpt.sourceCommit }, targetScaling: ckpt.targetScaling,
     });
     const m = r.metadata;
     const source = args.normalize ? '' : ckpt.recordedIn ? ` (as recorded in ${ckpt.recordedIn})` : ' (none recorded with the checkpoint; pass --normalize if training used another)';

@@ -21,6 +21,7 @@ import { Recorder } from '../training/recorder.ts';
 import { fineTuneDannPlan } from '../training/schedules.ts';
 import { type ExecutionProvider, TrainingSession } from '../training/session.ts';
 import type { BatchSource } from '../training/types.ts';
+import { readTargetScaling, standardize, TARGET_SCALING_META, targetScalingOf, type TargetScaling } from '../training/standardize.ts';
 import { buildArtifacts } from '../../tools/build-artifacts.ts';
 import { makeConfig } from '../../tools/model/config.ts';
 import { recoverAtomicDir, writeFileAtomic } from '../io/atomic.ts';
@@ -42,6 +43,7 @@ export const trainFlags = {
   'lr-mult': num('Ratio of the head to the body learning rate after unfreezing', { default: 100 }),
   'lambda-domain': num('Weight of the domain loss', { default: 0.1 }),
   domain: { type: 'boolean', default: true, describe: 'Train with the domain classifier and GRL; --no-domain trains the source-only baseline' },
+  'standardize-targets': { type: 'boolean', default: true, describe: "Regression loss on (y − mean)/std of the source training labels, reported and exported in original units; --no-standardize-targets trains the seed's raw MSE (a resumed run keeps its own choice)" },
   monitor: { type: 'string', default: 'valid_loss', describe: 'Metric that picks the best checkpoint (e.g. valid_loss, target_rmse_num_particles, domain_accuracy)' },
   'monitor-mode': { type: 'string', choices: ['min', 'max', 'auto'], default: 'auto', describe: 'Whether lower or higher is better (auto: max for accuracies, else min)' },
   seed: num('Seed of data order, simulator and dropout masks', { default: 0 }),
@@ -140,6 +142,8 @@ interface Prepared {
   targetDir: string;
   targetValDir: string;
   noDomain: boolean;
+  /** Undefined: the loss sees raw labels (classification, --no-standardize-targets, or a resumed raw run). */
+  targetScaling?: TargetScaling;
   session: TrainingSession;
   close(): Promise<void>;
 }
@@ -179,9 +183,13 @@ async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
     if (source.outputNames && manifest.config.task === 'regression' && source.outputNames.join() !== outputNames.join()) {
       throw new UserError(`--source ${a.source}: its labels are ${source.outputNames.join(', ')} but the artifacts predict ${outputNames.join(', ')}; rebuild the artifacts with --outputs ${source.outputNames.join(',')}`);
     }
+    // A resumed run keeps the statistics it started with, so its loss stays in the same units.
+    const targetScaling = manifest.config.task !== 'regression' ? undefined
+      : a.resume ? await readTargetScaling(join(runDir, 'latest', 'model.safetensors'), outputNames)
+        : a['standardize-targets'] === false ? undefined : await targetScalingOf(source, outputNames, r.batchSize);
     const session = await TrainingSession.fromArtifacts(artifacts, { executionProvider: a.ep as ExecutionProvider, threads: a.threads === undefined ? undefined : Number(a.threads), seed });
     return {
-      r, seed, artifacts, manifest, runDir, source, sourceVal, target: targetSrc, targetVal: targetValSrc, targetDir: target!, targetValDir: targetVal!, noDomain, session,
+      r, seed, artifacts, manifest, runDir, source, sourceVal, target: targetSrc, targetVal: targetValSrc, targetDir: target!, targetValDir: targetVal!, noDomain, targetScaling, session,
       close: async () => { await session.release(); await close(); },
     };
   } catch (e) {
@@ -191,6 +199,8 @@ async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
 }
 
 export async function runTrain(a: Args): Promise<void> {
+  // No data flags: the demo trains the baseline and DANN and compares them (src/cli/demo.ts).
+  if (a.target === undefined && !a.resume) return (await import('./demo.ts')).runDemo(a, runTrain);
   const resolved = resolveArgs(a);
   const resumeFrom = join(resolve(resolved.runDir), 'latest');
   // A run killed between the two renames of a checkpoint swap left <dir>.old-/.tmp-<pid>; put the checkpoints back first.
@@ -199,7 +209,7 @@ export async function runTrain(a: Args): Promise<void> {
   if (!a.resume && existsSync(join(resumeFrom, 'model.safetensors'))) throw new UserError(`--run-dir ${resolved.runDir} already holds a run; pass --resume to continue it or choose another --run-name`);
   // One resolution: the default run name is a timestamp, so a second call could name another folder.
   const p = await prepare(a, resolved);
-  const { r, seed, artifacts, manifest, runDir, source, sourceVal, session, noDomain } = p;
+  const { r, seed, artifacts, manifest, runDir, source, sourceVal, session, noDomain, targetScaling } = p;
   const S = manifest.config.imageSize;
   try {
     if (a.resume && existsSync(join(runDir, 'manifest.json'))) {
@@ -214,6 +224,7 @@ export async function runTrain(a: Args): Promise<void> {
     const log = pino({ level: 'info' }, pino.destination({ dest: join(runDir, 'train.log'), sync: false, mkdir: true }));
     // `ort-dann export --checkpoint <run>` then preprocesses as this run did, without its model.onnx.
     session.checkpointMetadata = { [CHECKPOINT_META.normalization]: JSON.stringify(r.normalization), [CHECKPOINT_META.runId]: r.runName };
+    if (targetScaling) session.checkpointMetadata[TARGET_SCALING_META] = JSON.stringify(targetScaling);
     let resume: ResumeState | undefined;
     if (a.resume) resume = (await session.loadCheckpoint(resumeFrom)) as unknown as ResumeState;
     else await copyFile(join(artifacts, 'manifest.json'), join(runDir, 'manifest.json'));
@@ -231,6 +242,7 @@ export async function runTrain(a: Args): Promise<void> {
       epochs: r.epochs, freeze_epochs: r.freezeEpochs, batch_size: r.batchSize, source_data_size: r.sourceSize, validation_data_size: r.valSize,
       lr: baseLr, lr_mult: Number(a['lr-mult']), lambda_domain: noDomain ? 0 : Number(a['lambda-domain']), domain: !noDomain, seed,
       source: a.source, target: p.targetDir, target_val: p.targetValDir, normalization: r.normalization.kind, image_size: S, monitor, ep: a.ep,
+      standardize_targets: targetScaling !== undefined, ...(targetScaling ? { target_scaling: targetScaling } : {}),
     };
     const tracking = await createTracking({
       ...trackingOptionsFromArgs(a), name: (a['wandb-name'] as string | undefined) ?? r.runName, runDir,
@@ -258,7 +270,7 @@ export async function runTrain(a: Args): Promise<void> {
         session, source, target: p.target, sourceVal, targetVal: p.targetVal, batchSize: r.batchSize,
         valSteps: Math.floor(r.valSize / r.batchSize), plan, lambdaDomain: Number(a['lambda-domain']), callbacks, runDir,
         monitor: { name: monitor, mode }, resume, onNonFinite: a['on-nan'] as 'stop' | 'skip',
-        interrupted: () => interrupted || tracking.stopRequested, outputNames: manifest.config.outputs, task: manifest.config.task,
+        interrupted: () => interrupted || tracking.stopRequested, outputNames: manifest.config.outputs, task: manifest.config.task, targetScaling,
       });
       if (result.stoppedEarly) {
         process.stdout.write(`stopped at step ${result.state.step}/${plan.totalSteps}; continue with: ort-dann train --run-dir ${r.runDir} --resume\n`);
@@ -267,7 +279,7 @@ export async function runTrain(a: Args): Promise<void> {
         // SaveModelCallback reloads the best model at the end; export that.
         if (result.best) await session.loadCheckpoint(join(runDir, 'best'));
         modelPath = join(runDir, 'model.onnx');
-        const exported = await exportInferenceModel({ manifest, checkpoint: session.stateDict(), out: modelPath, metadata: { normalization: r.normalization, runId: r.runName } });
+        const exported = await exportInferenceModel({ manifest, checkpoint: session.stateDict(), out: modelPath, metadata: { normalization: r.normalization, runId: r.runName }, targetScaling });
         await writeFileAtomic(join(runDir, 'summary.json'), `${JSON.stringify({ best: result.best, monitor, final: result.state.metrics, steps: result.state.step, model: modelPath, skippedBatches: result.skippedBatches }, null, 2)}\n`);
         process.stdout.write(`best ${monitor} ${result.best?.value.toFixed(5) ?? 'n/a'} at epoch ${result.best?.epoch ?? '-'}; model ${exported.out} (${(exported.bytes / 1e6).toFixed(1)} MB); report ${join(runDir, 'report.html')}\n`);
         exitCode = 0;
@@ -296,7 +308,7 @@ async function findLr(p: Prepared, lambda: number): Promise<number> {
     const t = noDomain ? undefined : await target!.nextBatch(r.batchSize);
     const images = concatBatches(s, t);
     session.lazyResetGrad();
-    const losses = await session.runTrainStep({ images, count: s.count + (t?.count ?? 0), nSource: s.count, labels: s.labels!, alpha: 0, lambdaDomain: noDomain ? 0 : lambda });
+    const losses = await session.runTrainStep({ images, count: s.count + (t?.count ?? 0), nSource: s.count, labels: p.targetScaling ? standardize(s.labels!, p.targetScaling) : s.labels!, alpha: 0, lambdaDomain: noDomain ? 0 : lambda });
     await session.runOptimizerStep(session.hypersFor(lr));
     return losses.loss;
   });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { type FineTunePlan } from './schedules.ts';
 import { type EvalResult, type TrainingSession } from './session.ts';
+import { destandardize, standardize, type TargetScaling } from './standardize.ts';
 import type { BatchSource, Callback, ImageBatch, LoopState } from './types.ts';
 
 export interface FitOptions {
@@ -35,6 +36,8 @@ export interface FitOptions {
   interrupted?: () => boolean;
   outputNames: string[];
   task: 'regression' | 'classification';
+  /** Regression only: the loss sees standardized labels; metrics stay in original units. */
+  targetScaling?: TargetScaling;
 }
 
 export interface ResumeState {
@@ -88,7 +91,9 @@ async function validate(o: FitOptions): Promise<Record<string, number>> {
     const s = await o.sourceVal.nextBatch(o.batchSize);
     const t = o.targetVal ? await o.targetVal.nextBatch(o.batchSize) : undefined;
     const count = s.count + (t?.count ?? 0);
-    const r: EvalResult = await o.session.runEvalStep({ images: concatBatches(s, t), count, nSource: s.count, labels: s.labels!, lambdaDomain: o.lambdaDomain });
+    const scaling = o.targetScaling;
+    const r: EvalResult = await o.session.runEvalStep({ images: concatBatches(s, t), count, nSource: s.count, labels: scaling ? standardize(s.labels!, scaling) : s.labels!, lambdaDomain: o.lambdaDomain });
+    if (scaling) r.prediction = destandardize(r.prediction, scaling);
     lossSum += r.loss * s.count;
     lossCount += s.count;
     for (let i = 0; i < count; i++) {
@@ -194,7 +199,8 @@ export async function fit(o: FitOptions): Promise<FitResult> {
       const t = o.target ? await o.target.nextBatch(o.batchSize) : undefined;
       session.lazyResetGrad();
       const losses = await session.runTrainStep({
-        images: concatBatches(s, t), count: s.count + (t?.count ?? 0), nSource: s.count, labels: s.labels!,
+        images: concatBatches(s, t), count: s.count + (t?.count ?? 0), nSource: s.count,
+        labels: o.targetScaling ? standardize(s.labels!, o.targetScaling) : s.labels!,
         alpha: state.alpha, lambdaDomain: state.lambdaDomain,
       });
       if (!Number.isFinite(losses.loss) || !allFinite(session.gradients)) {
