@@ -44,7 +44,7 @@ export const trainFlags = {
   'lambda-domain': num('Weight of the domain loss', { default: 0.1 }),
   domain: { type: 'boolean', default: true, describe: 'Train with the domain classifier and GRL; --no-domain trains the source-only baseline' },
   'standardize-targets': { type: 'boolean', default: true, describe: "Regression loss on (y − mean)/std of the source training labels, reported and exported in original units; --no-standardize-targets trains the seed's raw MSE (a resumed run keeps its own choice)" },
-  monitor: { type: 'string', default: 'valid_loss', describe: 'Metric that picks the best checkpoint (e.g. valid_loss, target_rmse_num_particles, domain_accuracy)' },
+  monitor: { type: 'string', default: 'valid_loss', describe: 'Metric that picks the best checkpoint (e.g. valid_loss; dev: source validation loss reweighted by the domain classifier, an estimate of target error without target labels, DANN runs only; target_rmse_num_particles uses target labels)' },
   'monitor-mode': { type: 'string', choices: ['min', 'max', 'auto'], default: 'auto', describe: 'Whether lower or higher is better (auto: max for accuracies, else min)' },
   seed: num('Seed of data order, simulator and dropout masks', { default: 0 }),
   resume: { type: 'boolean', default: false, describe: 'Continue the run in --run-dir from its latest checkpoint' },
@@ -201,6 +201,7 @@ async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
 export async function runTrain(a: Args): Promise<void> {
   // No data flags: the demo trains the baseline and DANN and compares them (src/cli/demo.ts).
   if (a.target === undefined && !a.resume) return (await import('./demo.ts')).runDemo(a, runTrain);
+  if (a.monitor === 'dev' && a.domain === false) throw new UserError('--monitor dev: DEV weighs by the domain classifier, which a --no-domain run does not train; monitor valid_loss instead');
   const resolved = resolveArgs(a);
   const resumeFrom = join(resolve(resolved.runDir), 'latest');
   // A run killed between the two renames of a checkpoint swap left <dir>.old-/.tmp-<pid>; put the checkpoints back first.

@@ -123,6 +123,9 @@ interface Chart {
   log?: boolean;
   /** Display names of the keys in the legend. */
   labels?: Record<string, string>;
+  /** Per-key colour (default: the palette in key order) and dashed keys. */
+  colors?: Record<string, string>;
+  dashed?: string[];
 }
 
 /** Groups curves the way one would read them: losses together, each metric family, then the schedules. */
@@ -204,7 +207,7 @@ function svgChart(chart: Chart, series: Map<string, Series>, xLabel = 'epoch'): 
   const ty = (v: number) => (log ? (v > 0 ? Math.log10(v) : NaN) : v);
   const lines = chart.keys.map((k, i) => {
     const [xs, ys] = series.get(k)!.points();
-    return { key: k, color: COLORS[i % COLORS.length], pts: [xs, ys.map(ty)] as [number[], number[]] };
+    return { key: k, color: chart.colors?.[k] ?? COLORS[i % COLORS.length], dash: chart.dashed?.includes(k) ?? false, pts: [xs, ys.map(ty)] as [number[], number[]] };
   });
   let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
   for (const { pts: [xs, ys] } of lines) {
@@ -243,7 +246,7 @@ function svgChart(chart: Chart, series: Map<string, Series>, xLabel = 'epoch'): 
     parts.push(`<text x="${f(sx(t))}" y="${H - m.b + 16}" text-anchor="middle">${formatNumber(t)}</text>`);
   }
   parts.push(`<text x="${W - m.r}" y="${H - 4}" text-anchor="end" class="axis">${escapeHtml(xLabel)}${log ? ' · log y' : ''}</text>`);
-  for (const { key, color, pts: [xs, ys] } of lines) {
+  for (const { key, color, dash, pts: [xs, ys] } of lines) {
     // Non-finite values (a diverged loss) break the curve instead of dragging it off the chart.
     let d = '';
     let pen = false;
@@ -255,14 +258,14 @@ function svgChart(chart: Chart, series: Map<string, Series>, xLabel = 'epoch'): 
       d += `${pen ? 'L' : 'M'}${f(sx(x))} ${f(sy(ys[i]))}`;
       pen = true;
     });
-    parts.push(`<path d="${d}" stroke="${color}" fill="none" stroke-width="1.5"><title>${escapeHtml(key)}</title></path>`);
+    parts.push(`<path d="${d}" stroke="${color}" fill="none" stroke-width="1.5"${dash ? ' stroke-dasharray="5 3"' : ''}><title>${escapeHtml(chart.labels?.[key] ?? key)}</title></path>`);
     if (xs.length <= 60) {
       xs.forEach((x, i) => {
         if (Number.isFinite(ys[i])) parts.push(`<circle cx="${f(sx(x))}" cy="${f(sy(ys[i]))}" r="2.5" fill="${color}"><title>${escapeHtml(key)} @ ${xLabel} ${formatNumber(x)}: ${formatNumber(log ? 10 ** ys[i] : ys[i])}</title></circle>`);
       });
     }
   }
-  const legend = lines.map(({ key, color }) => `<span><i style="background:${color}"></i>${escapeHtml(chart.labels?.[key] ?? key)}</span>`).join('');
+  const legend = lines.map(({ key, color, dash }) => `<span><i style="background:${color}${dash ? ';opacity:.45' : ''}"></i>${escapeHtml(chart.labels?.[key] ?? key)}${dash ? ' (dashed)' : ''}</span>`).join('');
   return `<figure><figcaption>${escapeHtml(chart.title)}</figcaption><div class="legend">${legend}</div>` +
     `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${escapeHtml(chart.title)}">${parts.join('')}</svg></figure>`;
 }
@@ -303,8 +306,8 @@ ${charts || '<p class="empty">No metrics logged yet.</p>'}
 
 const STYLE = `body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}
 h1{font-size:20px;margin:0 0 4px} .meta{color:#666;margin-bottom:16px}
-.charts{display:flex;flex-wrap:wrap;gap:16px} figure{margin:0;border:1px solid #ddd;border-radius:6px;padding:8px}
-figcaption{font-weight:600;margin-bottom:4px} .legend span{margin-right:12px;font-size:12px}
+.charts{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start} figure{margin:0;border:1px solid #ddd;border-radius:6px;padding:8px}
+figcaption{font-weight:600;margin-bottom:4px;max-width:560px} .legend{max-width:560px} .legend span{margin-right:12px;font-size:12px;white-space:nowrap}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
 svg text{font-size:11px;fill:#555} .grid{stroke:#eee} .axis{fill:#999} line.ref{stroke:#d62728;stroke-dasharray:5 4} text.ref{fill:#d62728}
 table{border-collapse:collapse;margin-top:8px} th,td{border-bottom:1px solid #eee;padding:3px 10px;text-align:left;font-weight:normal}
@@ -387,15 +390,19 @@ export async function renderComparisonReport(r: ComparisonReport): Promise<strin
       labels[`${j}:${k}`] = `${r.runs[j].name} ${k}`;
     }
   });
+  // Colour by run, line style by domain: solid target, dashed source validation.
+  const colors: Record<string, string> = {};
+  for (const k of merged.keys()) colors[k] = COLORS[Number(k.split(':')[0]) % COLORS.length];
+  const dashed = [...merged.keys()].filter((k) => /^\d+:rmse_/.test(k) || k.endsWith(':domain_loss'));
   const charts: Chart[] = [];
   for (const row of v.rows) {
     const keys = r.runs.flatMap((_, j) => [`${j}:target_rmse_${row.output}`, `${j}:rmse_${row.output}`]).filter((k) => merged.has(k));
-    charts.push({ title: `${row.output}: target RMSE (and source validation RMSE) per epoch`, keys, labels });
+    charts.push({ title: `${row.output}: target RMSE (solid) and source validation RMSE (dashed) per epoch`, keys, labels, colors, dashed });
   }
   const domainKeys = r.runs.map((_, j) => `${j}:domain_accuracy`).filter((k) => merged.has(k));
-  if (domainKeys.length > 0) charts.push({ title: 'Domain classifier accuracy (validation)', keys: domainKeys, labels, yRange: [0, 1], reference: { y: 0.5, label: '0.5: domains indistinguishable' } });
+  if (domainKeys.length > 0) charts.push({ title: 'Domain classifier accuracy (validation)', keys: domainKeys, labels, colors, yRange: [0, 1], reference: { y: 0.5, label: '0.5: domains indistinguishable' } });
   const lossKeys = r.runs.flatMap((_, j) => [`${j}:regression_loss`, `${j}:domain_loss`]).filter((k) => merged.has(k));
-  if (lossKeys.length > 0) charts.push({ title: 'Losses', keys: lossKeys, labels });
+  if (lossKeys.length > 0) charts.push({ title: 'Losses', keys: lossKeys, labels, colors, dashed });
   const cls = (p: number) => (p < 0 ? 'better' : p > 0 ? 'worse' : '');
   const g = (x: number) => escapeHtml(String(Number(x.toPrecision(4))));
   const rows = v.rows.map((row) => `<tr><th>${escapeHtml(row.output)}</th><td>${g(row.baselineRmse)}</td><td>${g(row.dannRmse)}</td><td class="${cls(row.rmseChangePct)}">${signedPercent(row.rmseChangePct)}</td>`

@@ -9,6 +9,7 @@ import { UserError } from '../errors.ts';
 import { type FineTunePlan } from './schedules.ts';
 import { type EvalResult, type TrainingSession } from './session.ts';
 import { destandardize, standardize, type TargetScaling } from './standardize.ts';
+import { deepEmbeddedValidation } from './dev.ts';
 import type { BatchSource, Callback, ImageBatch, LoopState } from './types.ts';
 
 export interface FitOptions {
@@ -85,6 +86,8 @@ async function validate(o: FitOptions): Promise<Record<string, number>> {
   let targetRows = 0;
   let correct = 0;
   let targetCorrect = 0;
+  // DEV (dev.ts) needs a trained domain head: DANN runs only. Per-row losses in the loss's own units.
+  const devRows = o.target && o.targetVal && !classification ? { losses: [] as number[], logits: [] as number[], targets: 0 } : undefined;
   o.sourceVal.startEpoch(0);
   o.targetVal?.startEpoch(0);
   for (let b = 0; b < o.valSteps; b++) {
@@ -116,6 +119,15 @@ async function validate(o: FitOptions): Promise<Record<string, number>> {
       }
     };
     accumulate(s.count, 0, s.labels!, false);
+    if (devRows) {
+      for (let i = 0; i < s.count; i++) {
+        let l = 0;
+        for (let k = 0; k < K; k++) l += ((r.prediction[i * K + k] - s.labels![i * K + k]) / (scaling?.std[k] ?? 1)) ** 2;
+        devRows.losses.push(l / K);
+        devRows.logits.push(r.domainLogit[i]);
+      }
+      devRows.targets += t?.count ?? 0;
+    }
     sourceRows += s.count;
     if (t?.labels) {
       accumulate(t.count, s.count, t.labels, true);
@@ -126,6 +138,7 @@ async function validate(o: FitOptions): Promise<Record<string, number>> {
   if (classification) metrics.accuracy = correct / Math.max(1, sourceRows);
   else o.outputNames.forEach((name, k) => { metrics[`rmse_${name}`] = Math.sqrt(sq[k] / Math.max(1, sourceRows)); });
   if (o.targetVal) metrics.domain_accuracy = domainCorrect / Math.max(1, domainTotal);
+  if (devRows) metrics.dev = deepEmbeddedValidation(devRows.losses, devRows.logits, devRows.losses.length, devRows.targets);
   if (targetRows > 0) {
     if (classification) metrics.target_accuracy = targetCorrect / targetRows;
     else o.outputNames.forEach((name, k) => {
