@@ -200,7 +200,7 @@ async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
 
 export async function runTrain(a: Args): Promise<void> {
   // No data flags: the demo trains the baseline and DANN and compares them (src/cli/demo.ts).
-  if (a.target === undefined && !a.resume) return (await import('./demo.ts')).runDemo(a, runTrain);
+  if (a.target === undefined && a['target-val'] === undefined && a['target-labels'] === undefined && !a.resume) return (await import('./demo.ts')).runDemo(a, runTrain);
   if (a.monitor === 'dev' && a.domain === false) throw new UserError('--monitor dev: DEV weighs by the domain classifier, which a --no-domain run does not train; monitor valid_loss instead');
   const resolved = resolveArgs(a);
   const resumeFrom = join(resolve(resolved.runDir), 'latest');
