@@ -281,8 +281,10 @@ export async function runTrain(a: Args): Promise<void> {
         if (result.best) await session.loadCheckpoint(join(runDir, 'best'));
         modelPath = join(runDir, 'model.onnx');
         const exported = await exportInferenceModel({ manifest, checkpoint: session.stateDict(), out: modelPath, metadata: { normalization: r.normalization, runId: r.runName }, targetScaling });
-        await writeFileAtomic(join(runDir, 'summary.json'), `${JSON.stringify({ best: result.best, monitor, final: result.state.metrics, steps: result.state.step, model: modelPath, skippedBatches: result.skippedBatches }, null, 2)}\n`);
-        process.stdout.write(`best ${monitor} ${result.best?.value.toFixed(5) ?? 'n/a'} at epoch ${result.best?.epoch ?? '-'}; model ${exported.out} (${(exported.bytes / 1e6).toFixed(1)} MB); report ${join(runDir, 'report.html')}\n`);
+        // Epochs counted from 1, as the console's "epoch k/n" and the report's x axis count them.
+        const best = result.best && { value: result.best.value, epoch: result.best.epoch + 1 };
+        await writeFileAtomic(join(runDir, 'summary.json'), `${JSON.stringify({ best, monitor, final: result.state.metrics, steps: result.state.step, model: modelPath, skippedBatches: result.skippedBatches }, null, 2)}\n`);
+        process.stdout.write(`best ${monitor} ${result.best?.value.toFixed(5) ?? 'n/a'} at epoch ${best?.epoch ?? '-'}; model ${exported.out} (${(exported.bytes / 1e6).toFixed(1)} MB); report ${join(runDir, 'report.html')}\n`);
         exitCode = 0;
       }
     } finally {
