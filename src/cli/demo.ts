@@ -104,7 +104,8 @@ export async function runDemo(a: Args, runTrain: (a: Args) => Promise<void>): Pr
   const verdict = computeVerdict(baseline.evaluation.outputs, dann.evaluation.outputs, scale);
   const seconds = (performance.now() - started) / 1000;
   await writeDemoSummary(outDir, verdict, runs, seconds, data);
-  await writeComparisonReport(join(outDir, 'report.html'), { title: `ort-dann demo ${runName}`, verdict, runs, seconds });
+  const shown = runs.map((r) => ({ ...r, name: r.name === 'baseline' ? 'source-only' : 'DANN' }));
+  await writeComparisonReport(join(outDir, 'report.html'), { title: `ort-dann demo ${runName}`, verdict, runs: shown, seconds });
   process.stdout.write(`\n== verdict on ${dann.evaluation.count} labelled target validation images ==\n${verdictTable(verdict)}\n`
     + `\nmodel ${join(dann.runDir, 'model.onnx')}; report ${join(outDir, 'report.html')}; summary ${join(outDir, 'summary.json')} (${seconds.toFixed(0)} s in all)\n`);
 }

@@ -399,11 +399,13 @@ export async function renderComparisonReport(r: ComparisonReport): Promise<strin
     const keys = r.runs.flatMap((_, j) => [`${j}:target_rmse_${row.output}`, `${j}:rmse_${row.output}`]).filter((k) => merged.has(k));
     charts.push({ title: `${row.output}: target RMSE (solid) and source validation RMSE (dashed) per epoch`, keys, labels, colors, dashed });
   }
-  const domainKeys = r.runs.map((_, j) => `${j}:domain_accuracy`).filter((k) => merged.has(k));
+  // The domain head trains in the DANN run only (the last); the baseline's would be noise.
+  const dannIndex = r.runs.length - 1;
+  const domainKeys = [`${dannIndex}:domain_accuracy`].filter((k) => merged.has(k));
   if (domainKeys.length > 0) charts.push({ title: 'Domain classifier accuracy (validation)', keys: domainKeys, labels, colors, yRange: [0, 1], reference: { y: 0.5, label: '0.5: domains indistinguishable' } });
-  const lossKeys = r.runs.flatMap((_, j) => [`${j}:regression_loss`, `${j}:domain_loss`]).filter((k) => merged.has(k));
+  const lossKeys = [...r.runs.map((_, j) => `${j}:regression_loss`), `${dannIndex}:domain_loss`].filter((k) => merged.has(k));
   if (lossKeys.length > 0) charts.push({ title: 'Losses', keys: lossKeys, labels, colors, dashed });
-  const cls = (p: number) => (p < 0 ? 'better' : p > 0 ? 'worse' : '');
+  const cls = (p: number) => { const text = signedPercent(p); return text.startsWith('−') ? 'better' : text.startsWith('+') ? 'worse' : ''; };
   const g = (x: number) => escapeHtml(String(Number(x.toPrecision(4))));
   const rows = v.rows.map((row) => `<tr><th>${escapeHtml(row.output)}</th><td>${g(row.baselineRmse)}</td><td>${g(row.dannRmse)}</td><td class="${cls(row.rmseChangePct)}">${signedPercent(row.rmseChangePct)}</td>`
     + `<td>${g(row.baselineMae)}</td><td>${g(row.dannMae)}</td><td class="${cls(row.maeChangePct)}">${signedPercent(row.maeChangePct)}</td></tr>`).join('');

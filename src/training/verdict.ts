@@ -66,7 +66,8 @@ export function signedPercent(p: number, digits = 1): string {
 
 /** One sentence: which side wins on the mean standardized target RMSE, and by how much. */
 export function verdictHeadline(v: Verdict): string {
-  const how = v.dannBetter ? `DANN lowers the target error by ${Math.abs(v.changePct).toFixed(1)}%` : v.changePct === 0 ? 'DANN does not change the target error' : `DANN raises the target error by ${v.changePct.toFixed(1)}% (worse than source-only)`;
+  const size = Math.abs(v.changePct).toFixed(1);
+  const how = Number(size) === 0 ? 'DANN does not change the target error' : v.dannBetter ? `DANN lowers the target error by ${size}%` : `DANN raises the target error by ${size}% (worse than source-only)`;
   return `${how}: mean standardized target RMSE ${v.baselineStandardized.toFixed(3)} (source-only) → ${v.dannStandardized.toFixed(3)} (DANN)`;
 }
 
