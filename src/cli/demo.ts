@@ -37,7 +37,7 @@ export const DEMO_SETTINGS = {
   backbone: 'resnet18' as const,
   'image-size': 128,
   'batch-size': 16,
-  'source-size': 480,
+  'source-size': 384,
   'val-size': 64,
   epochs: 5,
   'freeze-epochs': 0,
