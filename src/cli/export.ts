@@ -29,7 +29,7 @@ export const exportCommand: CommandModule<object, Args> = {
     guardOutput(out, { flag: '--out', own: ['exported model'], folder: false, force: args.force, example: 'model.onnx' });
     const r = await exportInferenceModel({
       manifest: ckpt.manifest, checkpoint: ckpt.tensors, where: ckpt.file, out, withDomain: args['with-domain'],
-      metadata: { normalization, runId: args['run-id'] ?? ckpt.runId, sourceCommit: ckpt.sourceCommit },
+      metadata: { normalization, runId: args['run-id'] ?? ckpt.runId, sourceCommit: ckpt.sourceCommit }, targetScaling: ckpt.targetScaling,
     });
     const m = r.metadata;
     const source = args.normalization ? '' : ckpt.recordedIn ? ` (as recorded in ${ckpt.recordedIn})` : ' (none recorded with the checkpoint; pass --normalization if training used another)';

@@ -23,6 +23,7 @@ import { Recorder } from '../training/recorder.ts';
 import { fineTuneDannPlan } from '../training/schedules.ts';
 import { type ExecutionProvider, TrainingSession } from '../training/session.ts';
 import type { BatchSource } from '../training/types.ts';
+import { readTargetScaling, standardize, TARGET_SCALING_META, targetScalingOf, type TargetScaling } from '../training/standardize.ts';
 import { buildArtifacts } from '../model/build-artifacts.ts';
 import { makeConfig } from '../model/config.ts';
 import { recoverAtomicDir, writeFileAtomic } from '../io/atomic.ts';
@@ -52,7 +53,8 @@ export const trainFlags = {
   'lr-mult': num('Ratio of the head to the body learning rate after unfreezing', { default: 100 }),
   'lambda-domain': num('Weight of the domain loss', { default: 0.1 }),
   domain: { type: 'boolean', default: true, describe: 'Train with the domain classifier and GRL; --no-domain trains the source-only baseline' },
-  monitor: { type: 'string', default: 'valid_loss', describe: 'Metric that picks the best checkpoint (e.g. valid_loss, target_rmse_num_particles, domain_accuracy)' },
+  'standardize-targets': { type: 'boolean', default: true, describe: "Regression loss on (y − mean)/std of the source training labels, reported and exported in original units; --no-standardize-targets trains the seed's raw MSE (a resumed run keeps its own choice)" },
+  monitor: { type: 'string', default: 'valid_loss', describe: 'Metric that picks the best checkpoint (e.g. valid_loss; dev: source validation loss reweighted by the domain classifier, an estimate of target error without target labels, DANN runs only; target_rmse_num_particles uses target labels)' },
   'monitor-mode': { type: 'string', choices: ['min', 'max', 'auto'], default: 'auto', describe: 'Whether lower or higher is better (auto: the metric\'s own direction)' },
   patience: num('Stop once --monitor has not improved for this many epochs (early stopping; default: never)'),
   seed: num('Seed of data order, simulator and dropout masks', { default: 0 }),
@@ -156,6 +158,8 @@ interface Prepared {
   targetDir: string;
   targetValDir: string;
   noDomain: boolean;
+  /** Undefined: the loss sees raw labels (classification, --no-standardize-targets, or a resumed raw run). */
+  targetScaling?: TargetScaling;
   session: TrainingSession;
   args: Args;
   close(): Promise<void>;
@@ -198,9 +202,13 @@ async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
     if (source.outputNames && manifest.config.task === 'regression' && source.outputNames.join() !== outputNames.join()) {
       throw new UserError(`--source ${a.source}: its labels are ${source.outputNames.join(', ')} but the artifacts predict ${outputNames.join(', ')}; rebuild the artifacts with --outputs ${source.outputNames.join(',')}`);
     }
+    // A resumed run keeps the statistics it started with, so its loss stays in the same units.
+    const targetScaling = manifest.config.task !== 'regression' ? undefined
+      : a.resume ? await readTargetScaling(join(runDir, 'latest', 'model.safetensors'), outputNames)
+        : a['standardize-targets'] === false ? undefined : await targetScalingOf(source, outputNames, r.batchSize);
     const session = await TrainingSession.fromArtifacts(artifacts, { executionProvider: a.ep as ExecutionProvider, threads: a.threads === undefined ? undefined : Number(a.threads), seed });
     return {
-      r, seed, args: a, artifacts, manifest, runDir, source, sourceVal, target: targetSrc, targetVal: targetValSrc, targetDir: target!, targetValDir: targetVal!, noDomain, session,
+      r, seed, args: a, artifacts, manifest, runDir, source, sourceVal, target: targetSrc, targetVal: targetValSrc, targetDir: target!, targetValDir: targetVal!, noDomain, targetScaling, session,
       close: async () => { await session.release(); await close(); },
     };
   } catch (e) {
@@ -210,6 +218,9 @@ async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
 }
 
 export async function runTrain(a: Args): Promise<void> {
+  // No data flags: the demo trains the baseline and DANN and compares them (src/cli/demo.ts).
+  if (a.target === undefined && a['target-val'] === undefined && a['target-labels'] === undefined && !a.resume) return (await import('./demo.ts')).runDemo(a, runTrain);
+  if (a.monitor === 'dev' && a.domain === false) throw new UserError('--monitor dev: DEV weighs by the domain classifier, which a --no-domain run does not train; monitor valid_loss instead');
   // Started by a sweep agent: the sweep's parameters, project and run id (docs/wandb-sweeps.md).
   const sweep = applySweepEnvironment(a, trainFlags as Record<string, Options>);
   // --resume takes the run's remembered flags (args.json) wherever they are not given again.
@@ -232,7 +243,7 @@ async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, 
   if (!a.resume && existsSync(join(resumeFrom, 'model.safetensors'))) throw new UserError(`--run-dir ${resolved.runDir} already holds a run; pass --resume to continue it or choose another --run-name`);
   // One resolution: the default run name is a timestamp, so a second call could name another folder.
   const p = await prepare(a, resolved);
-  const { r, seed, artifacts, manifest, runDir, source, sourceVal, session, noDomain } = p;
+  const { r, seed, artifacts, manifest, runDir, source, sourceVal, session, noDomain, targetScaling } = p;
   const S = manifest.config.imageSize;
   try {
     if (a.resume && existsSync(join(runDir, 'manifest.json'))) {
@@ -244,7 +255,7 @@ async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, 
       }
     }
     const monitor = String(a.monitor);
-    const validation = validationFor(session, p.targetVal);
+    const validation = validationFor(session, p.targetVal, { domainTrained: !noDomain, targetScaling: p.targetScaling });
     const metric = validation.find(monitor);
     if (!metric) throw new UserError(`--monitor ${monitor}: no such metric; choose one of ${validation.metrics.map((m) => m.name).join(', ')}`);
     const direction = a['monitor-mode'] === 'auto' ? metric.direction : (a['monitor-mode'] as 'min' | 'max');
@@ -253,6 +264,7 @@ async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, 
     const log = pino({ level: 'info' }, pino.destination({ dest: join(runDir, 'train.log'), sync: false, mkdir: true }));
     // `ort-dann export --checkpoint <run>` then preprocesses as this run did, without its model.onnx.
     session.checkpointMetadata = { [CHECKPOINT_META.normalization]: JSON.stringify(r.normalization), [CHECKPOINT_META.runId]: r.runName };
+    if (targetScaling) session.checkpointMetadata[TARGET_SCALING_META] = JSON.stringify(targetScaling);
     let resume: ResumeState | undefined;
     if (a.resume) resume = (await session.loadCheckpoint(resumeFrom)) as unknown as ResumeState;
     else await copyFile(join(artifacts, 'manifest.json'), join(runDir, 'manifest.json'));
@@ -276,6 +288,7 @@ async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, 
       epochs: r.epochs, freeze_epochs: r.freezeEpochs, batch_size: r.batchSize, source_data_size: r.sourceSize, validation_data_size: r.valSize,
       lr: baseLr, lr_mult: Number(a['lr-mult']), lambda_domain: noDomain ? 0 : Number(a['lambda-domain']), domain: !noDomain, seed,
       source: a.source, target: p.targetDir, target_val: p.targetValDir, normalization: r.normalization.kind, image_size: S, monitor, ep: a.ep,
+      standardize_targets: targetScaling !== undefined, ...(targetScaling ? { target_scaling: targetScaling } : {}),
     };
     const tracking = await createTracking({
       ...trackingOptionsFromArgs(a), name: (a['wandb-name'] as string | undefined) ?? r.runName, runDir,
@@ -317,7 +330,7 @@ async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, 
       const result = await fit({
         session, source, target: p.target, sourceVal, targetVal: p.targetVal, batchSize: r.batchSize,
         valSteps: Math.floor(r.valSize / r.batchSize), plan, lambdaDomain: Number(a['lambda-domain']), callbacks, validation, resume,
-        interrupted: () => interrupted || terminated || tracking.stopRequested,
+        interrupted: () => interrupted || terminated || tracking.stopRequested, targetScaling: p.targetScaling,
       });
       const best = checkpoints.best;
       if (resume) await remember();
@@ -329,9 +342,11 @@ async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, 
         // SaveModelCallback reloads the best model at the end; export that.
         if (best) await session.loadCheckpoint(join(runDir, 'best'));
         modelPath = join(runDir, 'model.onnx');
-        const exported = await exportInferenceModel({ manifest, checkpoint: session.stateDict(), out: modelPath, metadata: { normalization: r.normalization, runId: r.runName } });
-        await writeFileAtomic(join(runDir, 'summary.json'), `${JSON.stringify({ best, monitor, final: result.state.metrics, steps: result.state.step, model: modelPath, skippedBatches: nanPolicy.skipped }, null, 2)}\n`);
-        process.stdout.write(`best ${monitor} ${best?.value.toFixed(5) ?? 'n/a'} at epoch ${best?.epoch ?? '-'}; model ${exported.out} (${(exported.bytes / 1e6).toFixed(1)} MB); report ${join(runDir, 'report.html')}\n`);
+        const exported = await exportInferenceModel({ manifest, checkpoint: session.stateDict(), out: modelPath, metadata: { normalization: r.normalization, runId: r.runName }, targetScaling: p.targetScaling });
+        // Epochs counted from 1, as the console's "epoch k/n" and the report's x axis count them.
+        const bestFrom1 = best && { value: best.value, epoch: best.epoch + 1 };
+        await writeFileAtomic(join(runDir, 'summary.json'), `${JSON.stringify({ best: bestFrom1, monitor, final: result.state.metrics, steps: result.state.step, model: modelPath, skippedBatches: nanPolicy.skipped }, null, 2)}\n`);
+        process.stdout.write(`best ${monitor} ${best?.value.toFixed(5) ?? 'n/a'} at epoch ${bestFrom1?.epoch ?? '-'}; model ${exported.out} (${(exported.bytes / 1e6).toFixed(1)} MB); report ${join(runDir, 'report.html')}\n`);
         exitCode = 0;
       }
     } finally {
@@ -362,7 +377,9 @@ async function findLr(p: Prepared, lambda: number): Promise<number> {
     const s = await source.nextBatch(r.batchSize);
     const t = noDomain ? undefined : await target!.nextBatch(r.batchSize);
     session.lazyResetGrad();
-    const losses = await dannTrainStep(session, combineBatches(s, t), { alpha: 0, lambdaDomain: noDomain ? 0 : lambda });
+    const batch = combineBatches(s, t);
+    if (p.targetScaling) batch.labels = standardize(batch.labels, p.targetScaling);
+    const losses = await dannTrainStep(session, batch, { alpha: 0, lambdaDomain: noDomain ? 0 : lambda });
     await session.runOptimizerStep(session.hypersFor(lr));
     return losses.loss;
   }, { numIt });

@@ -9,6 +9,7 @@
  *   ort-dann.normalization   JSON Normalization
  *   ort-dann.run-id          the training run's id
  *   ort-dann.source-commit   the ort-dann commit that trained it
+ *   ort-dann.target-scaling  JSON mean/std of standardized regression targets (src/training/standardize.ts)
  */
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -19,6 +20,7 @@ import { type Tensor } from '../io/tensor.ts';
 import { readManifest, type Manifest } from '../onnx/manifest.ts';
 import { readModelFile } from '../onnx/proto.ts';
 import { readInferenceMetadata } from './metadata.ts';
+import { parseTargetScaling, TARGET_SCALING_META, type TargetScaling } from '../training/standardize.ts';
 
 /** Checkpoint files looked for in a directory, in this order: the best model before the latest. */
 export const CHECKPOINT_NAMES = ['best/model.safetensors', 'best.safetensors', 'checkpoint.safetensors', 'latest/model.safetensors', 'latest.safetensors'];
@@ -40,6 +42,8 @@ export interface LoadedCheckpoint {
   recordedIn?: string;
   runId?: string;
   sourceCommit?: string;
+  /** Present when the run trained on standardized targets; export folds it into the model. */
+  targetScaling?: TargetScaling;
 }
 
 /** The checkpoint file `checkpoint` names: the path itself, or for a folder the first of CHECKPOINT_NAMES in it. */
@@ -67,6 +71,8 @@ export async function loadCheckpoint(checkpoint: string, artifacts?: string): Pr
   const manifest = readManifest(manifestDir);
   const { tensors, metadata } = await readSafetensors(file);
   const loaded: LoadedCheckpoint = { file, manifest, manifestDir, tensors, runId: metadata[CHECKPOINT_META.runId], sourceCommit: metadata[CHECKPOINT_META.sourceCommit] };
+  const scaling = metadata[TARGET_SCALING_META];
+  if (scaling !== undefined) loaded.targetScaling = parseTargetScaling(scaling, manifest.config.outputs, file);
   const recorded = metadata[CHECKPOINT_META.normalization];
   if (recorded !== undefined) {
     let parsed: unknown;

@@ -9,18 +9,22 @@
  * - Every BatchNormalization is folded into the Conv before it: W' = W·γ/√(σ²+ε),
  *   b' = (b − μ)·γ/√(σ²+ε) + β, computed in float64 and stored as float32. The folded tensors keep
  *   the conv's state_dict names (a conv without bias gains `<conv>.bias`).
+ * - A run trained on standardized targets (src/training/standardize.ts) has its inverse transform
+ *   folded into the last Linear of the label head: W'[k] = W[k]·std[k], b'[k] = b[k]·std[k] + mean[k]
+ *   (float64, stored as float32), so `prediction` is in the labels' original units.
  * - Opset 17, IR version 8: loaded by onnxruntime-node, onnxruntime-web and Python onnxruntime alike.
  */
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { readSafetensors } from '../io/safetensors.ts';
 import { toFloat32, type Tensor } from '../io/tensor.ts';
-import { attrFloat, Graph, type Node } from '../onnx/graph.ts';
+import { attrFloat, attrInt, Graph, type Node } from '../onnx/graph.ts';
 import { type Manifest, type ModelConfig } from '../onnx/manifest.ts';
 import { encodeModel } from '../onnx/proto.ts';
 import { inferShapes } from '../onnx/shapes.ts';
 import { buildDann } from '../model/dann.ts';
 import { type Normalization } from '../data/normalization.ts';
+import { type TargetScaling } from '../training/standardize.ts';
 import { findCheckpointFile } from './checkpoint.ts';
 import { checkFiniteOutputs, checkFiniteWeights } from './probe.ts';
 import { INPUT_NAME, ortDannVersion, sourceCommit, toMetadataProps, type GraphOutput, type InferenceMetadata } from './metadata.ts';
@@ -48,6 +52,8 @@ export interface ExportOptions {
   where?: string;
   /** The fix named when the weights or the probe outputs are NaN/Inf (nothing is written then). */
   nonFiniteFix?: string;
+  /** The run's target standardization, undone inside the model (regression trained on standardized labels). */
+  targetScaling?: TargetScaling;
 }
 
 export interface ExportResult {
@@ -68,7 +74,7 @@ export async function exportInferenceModel(opts: ExportOptions): Promise<ExportR
   const file = typeof opts.checkpoint === 'string' ? findCheckpointFile(opts.checkpoint) : undefined;
   const weights = file ? (await readSafetensors(file)).tensors : opts.checkpoint as Map<string, Tensor>;
   const where = file ?? opts.where ?? 'the checkpoint';
-  const { graph, foldedBatchNorms } = buildInferenceGraph(config, weights, { withDomain: opts.withDomain, where });
+  const { graph, foldedBatchNorms } = buildInferenceGraph(config, weights, { withDomain: opts.withDomain, where, targetScaling: opts.targetScaling });
   const metadata: InferenceMetadata = {
     modelName: config.name,
     backbone: config.backbone,
@@ -102,7 +108,7 @@ export async function exportInferenceModel(opts: ExportOptions): Promise<ExportR
  * The inference graph for `config` with `weights` (state_dict key → tensor; extra keys such as
  * num_batches_tracked or optimizer state are ignored). `where` names the weights in errors.
  */
-export function buildInferenceGraph(config: ModelConfig, weights: Map<string, Tensor>, opts: { withDomain?: boolean; where?: string } = {}): { graph: Graph; foldedBatchNorms: number } {
+export function buildInferenceGraph(config: ModelConfig, weights: Map<string, Tensor>, opts: { withDomain?: boolean; where?: string; targetScaling?: TargetScaling } = {}): { graph: Graph; foldedBatchNorms: number } {
   const where = opts.where ?? 'the checkpoint';
   const { graph: g, net } = buildDann(config, 'eval');
   g.name = `${config.name}-inference`;
@@ -130,6 +136,7 @@ export function buildInferenceGraph(config: ModelConfig, weights: Map<string, Te
   bypassIdentities(g);
   mergeDuplicateNodes(g);
   const foldedBatchNorms = foldBatchNorms(g);
+  if (opts.targetScaling) foldTargetScaling(g, opts.targetScaling);
   g.prune();
 
   const left = g.nodes.filter((n) => n.domain !== '' || ['BatchNormalization', 'Dropout', 'Identity'].includes(n.op));
@@ -177,6 +184,32 @@ function mergeDuplicateNodes(g: Graph): void {
     n.outputs.forEach((o, k) => rename.set(o, first.outputs[k]));
     return false;
   });
+}
+
+/** Undoes the target standardization in the Gemm that writes `prediction` (see the module comment). */
+function foldTargetScaling(g: Graph, s: TargetScaling): void {
+  const head = g.nodes.find((n) => n.outputs[0] === 'prediction');
+  // Gemm(x, W, b) with W stored [K, in] (transB = 1) and unit alpha/beta: the shape Net.linear builds.
+  const plain = head && head.op === 'Gemm' && head.inputs.length === 3 && attrInt(head, 'transB', 0) === 1 && attrInt(head, 'transA', 0) === 0
+    && attrFloat(head, 'alpha', 1) === 1 && attrFloat(head, 'beta', 1) === 1;
+  if (!head || !plain) {
+    throw new Error('internal: the label head does not end in a Gemm writing prediction');
+  }
+  const w = g.initializers.get(head.inputs[1]);
+  const b = g.initializers.get(head.inputs[2]);
+  const K = s.mean.length;
+  if (!w || !b || w.dims[0] !== K || b.dims[0] !== K) throw new Error(`internal: the label head's Gemm does not have ${K} outputs`);
+  const W = w.data as Float32Array;
+  const B = b.data as Float32Array;
+  const inF = W.length / K;
+  const newW = new Float32Array(W.length);
+  const newB = new Float32Array(K);
+  for (let k = 0; k < K; k++) {
+    for (let j = k * inF; j < (k + 1) * inF; j++) newW[j] = W[j] * s.std[k];
+    newB[k] = B[k] * s.std[k] + s.mean[k];
+  }
+  g.initializers.set(head.inputs[1], { ...w, data: newW });
+  g.initializers.set(head.inputs[2], { ...b, data: newB });
 }
 
 /** Folds each BatchNormalization into the Conv feeding it (see the module comment); returns the count. */

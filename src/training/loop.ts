@@ -8,6 +8,7 @@
 import { combineBatches, dannTrainStep } from './dann-step.ts';
 import { type FineTunePlan } from './schedules.ts';
 import { type TrainingSession } from './session.ts';
+import { standardize, type TargetScaling } from './standardize.ts';
 import type { BatchSource, Callback, LoopState } from './types.ts';
 import { DannValidation } from './validate.ts';
 
@@ -31,6 +32,8 @@ export interface FitOptions {
   resume?: { step: number; sources: Record<string, number> };
   /** Polled between steps: true ends the fit as a resumable stop (Ctrl-C). */
   interrupted?: () => boolean;
+  /** Regression only: the loss sees standardized labels; metrics stay in original units. */
+  targetScaling?: TargetScaling;
 }
 
 export interface FitResult {
@@ -40,15 +43,15 @@ export interface FitResult {
 }
 
 /** The validation metrics fit uses for these validation sets. */
-export function validationFor(session: TrainingSession, targetVal: BatchSource | undefined): DannValidation {
+export function validationFor(session: TrainingSession, targetVal: BatchSource | undefined, o: { domainTrained?: boolean; targetScaling?: TargetScaling } = {}): DannValidation {
   const { task, outputs } = session.manifest.config;
-  return new DannValidation({ task, outputNames: outputs, target: targetVal !== undefined, targetLabelled: targetVal?.labelled ?? false });
+  return new DannValidation({ task, outputNames: outputs, target: targetVal !== undefined, targetLabelled: targetVal?.labelled ?? false, ...o });
 }
 
 export async function fit(o: FitOptions): Promise<FitResult> {
   const { session, plan } = o;
   const sources = { source: o.source, target: o.target };
-  const validation = o.validation ?? validationFor(session, o.targetVal);
+  const validation = o.validation ?? validationFor(session, o.targetVal, { domainTrained: o.target !== undefined, targetScaling: o.targetScaling });
   const started = performance.now();
   const state: LoopState = {
     epoch: 0, epochFloat: 0, step: o.resume?.step ?? 0, totalSteps: plan.totalSteps, progress: 0, alpha: 0,
@@ -97,7 +100,9 @@ export async function fit(o: FitOptions): Promise<FitResult> {
       const s = await o.source.nextBatch(o.batchSize);
       const t = o.target ? await o.target.nextBatch(o.batchSize) : undefined;
       session.lazyResetGrad();
-      const losses = await dannTrainStep(session, combineBatches(s, t), { alpha: state.alpha, lambdaDomain: state.lambdaDomain });
+      const batch = combineBatches(s, t);
+      if (o.targetScaling) batch.labels = standardize(batch.labels, o.targetScaling);
+      const losses = await dannTrainStep(session, batch, { alpha: state.alpha, lambdaDomain: state.lambdaDomain });
       Object.assign(state, { loss: losses.loss, regressionLoss: losses.regressionLoss, domainLoss: losses.domainLoss, skipStep: false, nonFiniteWeights: false });
       await emit('afterBackward');
       if (!state.skipStep) {

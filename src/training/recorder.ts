@@ -138,7 +138,8 @@ export class Recorder implements Callback {
       this.table = new EpochTable(['epoch', 'train_loss', ...names, 'time']);
       this.write(this.table.header());
     }
-    const row: EpochRow = { epoch: String(state.epoch), train_loss: this.smooth.value };
+    // Counted from 1 like the progress bar ("epoch 2/5"), the report's x axis and summary.json (fastai prints from 0).
+    const row: EpochRow = { epoch: String(state.epoch + 1), train_loss: this.smooth.value };
     for (const name of this.table.columns.slice(2, -1)) row[name] = metrics[name];
     row.time = formatTime((this.now() - this.epochStart) / 1000);
     this.rows.push(row);

@@ -32,7 +32,7 @@ test('disabled mode still writes metrics.jsonl and a self-contained report.html,
   const html = await readFile(join(dir, 'report.html'), 'utf8');
   assert.match(html, /^<!doctype html>/);
   assert.doesNotMatch(html, /<script|<link|src="http|href="http/i, 'no external resources');
-  for (const title of ['Losses', 'RMSE per output', 'Domain classifier accuracy', 'Learning rate per group', 'GRL alpha']) assert.ok(html.includes(title), title);
+  for (const title of ['Losses', 'RMSE (source validation)', 'Domain classifier accuracy', 'Learning rate per group', 'GRL alpha']) assert.ok(html.includes(title), title);
   assert.ok((html.match(/<svg /g) ?? []).length >= 6);
   assert.ok(html.includes('&lt;b&gt;***&lt;/b&gt;'), 'config escaped and the key redacted');
   assert.ok(!html.includes(TEST_KEY));
@@ -126,7 +126,7 @@ test('report charts group curves by family and use round ticks', () => {
   const groups = chartGroups(['train_loss', 'valid_loss', 'rmse_a', 'lr_0', 'lr_1', 'mom_0', 'sqr_mom_0', 'eps_0', 'epoch', 'alpha', 'domain_accuracy', 'custom']);
   assert.deepEqual(groups.map((g) => [g.title, g.keys]), [
     ['Losses', ['train_loss', 'valid_loss']],
-    ['RMSE per output (source validation)', ['rmse_a']],
+    ['a: RMSE (source validation) and target errors', ['rmse_a']],
     ['Domain classifier accuracy', ['domain_accuracy']],
     ['Learning rate per group', ['lr_0', 'lr_1']],
     ['Momentum per group', ['mom_0']],

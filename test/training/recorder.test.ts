@@ -60,8 +60,8 @@ test('Recorder fills smoothLoss and writes the epoch table with metrics in order
   const smooth = new SmoothLoss();
   [2, 1, 2].forEach((l) => smooth.add(l));
   const fourth = smooth.add(1);
-  assert.equal(lines[2], `1         ${fourth.toFixed(6)}    0.750000    0.500000  0.500000         01:15     `);
-  assert.deepEqual(rec.rows[1], { epoch: '1', train_loss: fourth, valid_loss: 0.75, rmse_a: 0.5, domain_accuracy: 0.5, time: '01:15' });
+  assert.equal(lines[2], `2         ${fourth.toFixed(6)}    0.750000    0.500000  0.500000         01:15     `);
+  assert.deepEqual(rec.rows[1], { epoch: '2', train_loss: fourth, valid_loss: 0.75, rmse_a: 0.5, domain_accuracy: 0.5, time: '01:15' });
 
   // A second fit (fine_tune's unfrozen phase) restarts the smoothing and prints its own header.
   rec.beforeFit();
@@ -70,7 +70,7 @@ test('Recorder fills smoothLoss and writes the epoch table with metrics in order
   rec.afterEpoch(state({ metrics: { valid_loss: 1, rmse_a: 2, domain_accuracy: 0.5 } }));
   assert.equal(lines.length, 5);
   assert.equal(lines[3], lines[0]);
-  assert.ok(lines[4].startsWith('0         3.000000    1.000000    2.000000  0.500000'));
+  assert.ok(lines[4].startsWith('1         3.000000    1.000000    2.000000  0.500000'));
 });
 
 /** A stream that records what is written, optionally claiming to be a terminal. */
