@@ -127,7 +127,7 @@ export class NanPolicy implements Callback {
 
   afterStep(state: LoopState): void {
     // The update is applied already: skipping cannot undo it, so both modes stop here.
-    if (state.nonFiniteWeights) throw new UserError(`step ${state.step + 1}: the optimizer step made a weight NaN/Inf; training stopped${this.kept()} (lower --lr or check labels${this.o.mode === 'skip' ? '; --on-nan skip cannot undo an applied update' : ''})`);
+    if (state.nonFiniteWeights) throw new UserError(`step ${state.step + 1}: the optimizer step made parameters NaN/Inf; training stopped${this.kept()} (lower --lr${this.o.mode === 'skip' ? '; --on-nan skip cannot undo an applied update' : ''})`);
   }
 
   /** Finite weights can still overflow in the forward pass; such a model must become neither latest nor best (this callback runs before SaveCheckpoints). */

@@ -113,8 +113,9 @@ test('the Adam step reports non-finite parameters, on the calling thread and on 
 });
 
 test('lr-find prints its progress and stops within --lr-find-batches', async () => {
-  const runDir = join(f.root, 'lr-find');
-  const args = trainBase(f, runDir).filter((a) => a !== 'train');
+  const outDir = join(f.root, 'lr-find');
+  const args = ['--artifacts', f.artifacts, '--source', f.demo.sourceVal!, '--source-val', f.demo.sourceVal!, '--target', f.demo.targetTrain,
+    '--target-val', f.demo.targetVal, '--batch-size', '2', '--threads', '2', '--out-dir', outDir];
   const r = await runCli(f, ['lr-find', ...args, '--lr-find-batches', '10']);
   const progress = r.stdout.split('\n').filter((l) => l.startsWith('lr_find: batch '));
   assert.ok(progress.length >= 2, r.stdout);

@@ -64,7 +64,7 @@ test('the NaN policy stops (naming the checkpoint kept) or skips the batch; a Na
   assert.equal(skip.skipped, 1);
   assert.deepEqual(warnings, ['ort-dann: warning: step 3: the loss or a gradient is NaN/Inf; batch skipped (1 so far)']);
   skip.afterStep(state({ nonFiniteWeights: false }));
-  assert.throws(() => skip.afterStep(state({ step: 4, nonFiniteWeights: true })), (e: Error) => e instanceof UserError && /^step 5: the optimizer step made a weight NaN\/Inf; training stopped; the last good checkpoint is \/run\/latest/.test(e.message));
+  assert.throws(() => skip.afterStep(state({ step: 4, nonFiniteWeights: true })), (e: Error) => e instanceof UserError && /^step 5: the optimizer step made parameters NaN\/Inf; training stopped; the last good checkpoint is \/run\/latest \(lower --lr; --on-nan skip cannot undo an applied update\)$/.test(e.message));
 });
 
 test('early stopping waits `patience` validations without an improvement beyond minDelta, and resumes its count', () => {

@@ -79,7 +79,7 @@ test('a run killed after an epoch and resumed ends with the parameters of an uni
 
 test('bad flags fail with one line naming the flag', () => {
   const cases: [string[], RegExp][] = [
-    [['--batch-size', '0'], /--batch-size 0: must be a positive integer/],
+    [['--batch-size', '0'], /--batch-size 0: must be an integer from 1 to 4096/],
     [['--lr', 'fast'], /--lr fast: give a positive number/],
     [['--bogus'], /Unknown argument: bogus/],
     [['--resume', '--run-dir', join(root, 'nothing-here')], /--resume: .* holds no checkpoint/],
