@@ -17,7 +17,7 @@ import { readModelFile } from '../../src/onnx/proto.ts';
 import { buildArtifacts } from '../../src/model/build-artifacts.ts';
 import { makeConfig } from '../../src/model/config.ts';
 import { relErr } from '../export/fixture.ts';
-import { randn, rng } from '../helpers/gradcheck.ts';
+import { normErr, randn, rng } from '../helpers/gradcheck.ts';
 import { PY_SAFETENSORS, runPythonFile } from '../io/python.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'ort-dann-parity-'));
@@ -32,17 +32,6 @@ const cases: Case[] = [
 ];
 
 const f32 = (data: Float32Array, shape: number[]): Tensor => ({ dtype: 'F32', shape, data });
-/** max |Δ| / max |ref|: sensitive to single elements (relErr of the export tests' fixture). */
-/** ‖Δ‖₂ / ‖ref‖₂: the tensor-level relative error. */
-const normErr = (got: ArrayLike<number>, want: ArrayLike<number>) => {
-  let diff = 0;
-  let scale = 0;
-  for (let k = 0; k < want.length; k++) {
-    diff += (got[k] - want[k]) ** 2;
-    scale += want[k] ** 2;
-  }
-  return Math.sqrt(diff / Math.max(scale, 1e-300));
-};
 
 for (const c of cases) {
   test(`artifacts match PyTorch: ${c.name}`, async () => {

@@ -20,7 +20,7 @@ import { type StepFeeds, TrainingSession } from '../../src/training/session.ts';
 import type { GroupHyper } from '../../src/training/types.ts';
 import { buildArtifacts } from '../../src/model/build-artifacts.ts';
 import { makeConfig } from '../../src/model/config.ts';
-import { rng } from '../helpers/gradcheck.ts';
+import { normErr, rng } from '../helpers/gradcheck.ts';
 import { runPythonFile } from '../io/python.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'ort-dann-trajectory-'));
@@ -37,15 +37,6 @@ interface RefRecord {
 }
 
 const f32 = (data: Float32Array, shape: number[]): Tensor => ({ dtype: 'F32', shape, data });
-const normErr = (got: ArrayLike<number>, want: ArrayLike<number>) => {
-  let diff = 0;
-  let scale = 0;
-  for (let k = 0; k < want.length; k++) {
-    diff += (got[k] - want[k]) ** 2;
-    scale += want[k] ** 2;
-  }
-  return Math.sqrt(diff / Math.max(scale, 1e-300));
-};
 
 test('40 steps of fine_tune_dann track the PyTorch reference loop', { timeout: 45 * 60_000 }, async () => {
   const shift = SHIFTS.sprites;

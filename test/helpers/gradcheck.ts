@@ -106,3 +106,14 @@ export async function checkGradients(c: GradCase): Promise<{ maxRelErr: number; 
   await session.release();
   return { maxRelErr, graph: g };
 }
+
+/** ‖got − want‖₂ / ‖want‖₂: the tensor-level relative error of the parity tests. */
+export function normErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let diff = 0;
+  let scale = 0;
+  for (let k = 0; k < want.length; k++) {
+    diff += (got[k] - want[k]) ** 2;
+    scale += want[k] ** 2;
+  }
+  return Math.sqrt(diff / Math.max(scale, 1e-300));
+}

@@ -377,26 +377,16 @@ export const CASES: Case[] = [
     args: ['--ep', 'cuda'], outcome: 'error',
     expect: /^ort-dann: --ep cuda: the CUDA execution provider is not installed in onnxruntime-node; install it with `npx ort-dann install-cuda` \(or `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` on a machine that reaches NuGet\), or use --ep cpu$/,
   },
-  {
-    id: 'ep-cuda-fused-batchnorm', area: 'artifacts', title: '--ep cuda with artifacts from an earlier build whose BatchNorm uses the training kernel', command: 'train',
+  ...([['cuda', 'CUDA'], ['webgpu', 'WebGPU']] as const).map(([ep, name]): Case => ({
+    id: `ep-${ep}-fused-batchnorm`, area: 'artifacts', title: `--ep ${ep} with artifacts from an earlier build whose BatchNorm uses the training kernel`, command: 'train',
     setup: (d) => {
       copyArtifacts(d.artifacts, join(d.input, 'artifacts'));
       const file = join(d.input, 'artifacts', 'manifest.json');
       writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), batchNormForward: 'fused' }));
     },
-    args: ['--ep', 'cuda', '--artifacts', '<case>/artifacts'], outcome: 'error',
-    expect: /^ort-dann: --ep cuda: <case>\/artifacts come from an earlier ort-dann whose BatchNorm uses ONNX's training kernel, which the CUDA provider does not run; build new artifacts with `npx ort-dann build-artifacts --out <case>\/artifacts-new` and pass --artifacts <case>\/artifacts-new$/,
-  },
-  {
-    id: 'ep-webgpu-fused-batchnorm', area: 'artifacts', title: '--ep webgpu with artifacts from an earlier build whose BatchNorm uses the training kernel', command: 'train',
-    setup: (d) => {
-      copyArtifacts(d.artifacts, join(d.input, 'artifacts'));
-      const file = join(d.input, 'artifacts', 'manifest.json');
-      writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), batchNormForward: 'fused' }));
-    },
-    args: ['--ep', 'webgpu', '--artifacts', '<case>/artifacts'], outcome: 'error',
-    expect: /^ort-dann: --ep webgpu: <case>\/artifacts come from an earlier ort-dann whose BatchNorm uses ONNX's training kernel, which the WebGPU provider does not run; build new artifacts with `npx ort-dann build-artifacts --out <case>\/artifacts-new` and pass --artifacts <case>\/artifacts-new$/,
-  },
+    args: ['--ep', ep, '--artifacts', '<case>/artifacts'], outcome: 'error',
+    expect: new RegExp(`^ort-dann: --ep ${ep}: <case>\\/artifacts come from an earlier ort-dann whose BatchNorm uses ONNX's training kernel, which the ${name} provider does not run; build new artifacts with \`npx ort-dann build-artifacts --out <case>\\/artifacts-new\` and pass --artifacts <case>\\/artifacts-new$`),
+  })),
   {
     id: 'flag-source-size-below-batch', area: 'flags', title: '--source-size smaller than --batch-size', command: 'train',
     args: ['--source-size', '1'], outcome: 'error',
