@@ -452,7 +452,7 @@ export const CASES: Case[] = [
     drop: ['--image-size'],
     setup: (d) => writeFileSync(join(d.input, 'model.json'), '{ "backbone": "resnet18", "imageSize": 64 }\n'),
     args: ['--config', '<case>/model.json'], outcome: 'error',
-    expect: /^ort-dann: --image-size 64: the feature map vanishes before the heads \(ResNet stride 32, then AvgPool2d\(2\) and a 4×4\/2 conv\); use at least \d+ px, e\.g\. 128 or 256$/,
+    expect: /^ort-dann: --image-size 64: the feature map vanishes before the heads \(backbone stride 32, then AvgPool2d\(2\) and a 4×4\/2 conv\); use at least \d+ px, e\.g\. 128 or 256$/,
   },
   {
     id: 'config-outputs-duplicate', area: 'config files', title: 'build-artifacts --outputs with a repeated name', command: 'build-artifacts',
