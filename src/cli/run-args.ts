@@ -14,7 +14,9 @@ const PATH_FLAGS = ['artifacts', 'source', 'source-val', 'target', 'target-val',
 const REMEMBERED = [
   ...PATH_FLAGS, 'image-size', 'epochs', 'freeze-epochs', 'batch-size', 'source-size', 'val-size', 'lr', 'lr-mult', 'lambda-domain', 'domain',
   'monitor', 'monitor-mode', 'seed', 'normalization', 'skip-bad-images', 'on-nan', 'sim-workers', 'source-timeout',
-  'wandb', 'wandb-project', 'wandb-entity', 'wandb-name', 'wandb-tags', 'wandb-notes', 'wandb-group', 'wandb-job-type', 'wandb-histograms-every',
+  // Not the W&B free-text flags (name, notes, tags, group, job type): text may hold a secret (the API key
+  // pasted into notes), and the resumed W&B run keeps them on the server anyway.
+  'wandb', 'wandb-project', 'wandb-entity', 'wandb-histograms-every',
 ];
 const ALIASES: Record<string, string> = { 'wandb-mode': 'wandb' };
 
@@ -71,16 +73,17 @@ export function restoreRunArgs(runDir: string, args: Record<string, unknown>, ar
 }
 
 /**
- * On resume: refuses a finished run whose plan has no steps left, and says in one line (returned)
+ * On resume: refuses a finished run (summary.json written) whose plan has no steps left, and says in one line (returned)
  * when the step total changed, since the one-cycle schedule is then re-planned from the current step.
  */
-export function describeReplan(o: { runDir: string; step: number; totalSteps: number; nIter: number; stored?: Record<string, unknown>; epochs: number; freezeEpochs: number }): string | undefined {
+export function describeReplan(o: { runDir: string; step: number; totalSteps: number; nIter: number; stored?: Record<string, unknown>; epochs: number; freezeEpochs: number; finished: boolean }): string | undefined {
   const total = (o.epochs + o.freezeEpochs) * o.nIter;
   const was = o.stored ? (Number(o.stored.epochs) + Number(o.stored['freeze-epochs'] ?? 1)) * o.nIter : undefined;
   if (o.step > o.totalSteps) {
     throw new UserError(`--resume: --epochs ${o.epochs} plans ${total} steps, but ${o.runDir} has trained ${o.step} already; to train on, pass --epochs with more than ${Math.ceil(o.step / o.nIter) - o.freezeEpochs}`);
   }
-  if (o.step === o.totalSteps) {
+  // A run stopped after its last step but before its export (killed) resumes to finish it.
+  if (o.step === o.totalSteps && o.finished) {
     throw new UserError(`--resume: ${o.runDir} has trained all ${o.epochs} epochs of this plan (step ${o.step} of ${total}); to train on, pass --epochs with more than ${o.epochs} (the schedule is then re-planned)`);
   }
   if (was !== undefined && Number.isFinite(was) && was !== total) {

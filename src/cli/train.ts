@@ -277,7 +277,7 @@ async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, 
     }
     const plan = fineTuneDannPlan({ epochs: r.epochs, freezeEpochs: r.freezeEpochs, baseLr, lrMult: Number(a['lr-mult']), nGroups: session.groupCount, nIter });
     if (resume) {
-      const replan = describeReplan({ runDir: r.runDir, step: resume.step, totalSteps: plan.totalSteps, nIter, stored, epochs: r.epochs, freezeEpochs: r.freezeEpochs });
+      const replan = describeReplan({ runDir: r.runDir, step: resume.step, totalSteps: plan.totalSteps, nIter, stored, epochs: r.epochs, freezeEpochs: r.freezeEpochs, finished: existsSync(join(runDir, 'summary.json')) });
       if (replan) process.stdout.write(`${replan}\n`);
     }
     // The flags of the run (with the learning rate lr_find chose) are what a later --resume continues;

@@ -123,7 +123,7 @@ test('ort-dann sweep creates the sweep from the YAML, with the distribution wand
   const cases: [string, RegExp][] = [
     ['  lambda_domain:\n    values: [0.1]', /parameters\.lambda_domain: "lambda_domain" is not an ort-dann train flag; did you mean lambda-domain\?/],
     ['  lr:\n    values: [1.0e-2, -1]', /parameters\.lr \(-1\): --lr -1: give a positive number/],
-    ['  batch-size:\n    values: [0]', /parameters\.batch-size \(0\): --batch-size 0: must be a positive integer/],
+    ['  batch-size:\n    values: [0]', /parameters\.batch-size \(0\): --batch-size 0: must be an integer from 1 to 4096/],
     ['  ep:\n    values: [cpu, tpu]', /parameters\.ep \(tpu\): .*Choices/],
     ['  lr:\n    min: 1e-4\n    max: 1.0e-2', /parameters\.lr: min "1e-4" and max 0\.01 are ambiguous/],
   ];

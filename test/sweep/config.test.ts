@@ -32,9 +32,9 @@ test('the distribution is filled as the wandb CLI fills it', () => {
   // 1.0 stays a float on the way out, so the server fills nothing differently.
   assert.match(sweep.yaml, /max: 1\.0\n/);
   assert.throws(() => checkSweepConfig('method: grid\nparameters:\n  lr: {min: 1.0e-3, max: 1.0e-2}\n', 's.yaml'), /s\.yaml: parameters\.lr: grid search takes values, value, int_uniform or q_uniform parameters, not uniform/);
-  assert.throws(() => checkSweepConfig('method: random\nparameters:\n  batch-size: {min: 8.0, max: 32.0}\n', 's.yaml'), /parameters\.batch-size \(.*\): --batch-size .*: must be a positive integer/);
+  assert.throws(() => checkSweepConfig('method: random\nparameters:\n  batch-size: {min: 8.0, max: 32.0}\n', 's.yaml'), /parameters\.batch-size \(.*\): --batch-size .*: must be an integer from 1 to 4096/);
   assert.throws(() => checkSweepConfig('method: grid\nparameters:\n  lr: {values: [1]}\ncommand: [npx, ort-dann, train, ${args}]\n', 's.yaml'), /s\.yaml: line 4: "\$\{args\}" inside \[ \]/);
-  assert.throws(() => checkSweepConfig('method: grid\nparameters:\n  lr: {values: [1]}\ncommand:\n- train\n- --epochs\n- "0"\n', 's.yaml'), /s\.yaml: command: --epochs 0: must be a positive integer/);
+  assert.throws(() => checkSweepConfig('method: grid\nparameters:\n  lr: {values: [1]}\ncommand:\n- train\n- --epochs\n- "0"\n', 's.yaml'), /s\.yaml: command: --epochs 0: must be an integer from 1 to 100000/);
 });
 
 test('the child command is built as the wandb agent builds it', () => {

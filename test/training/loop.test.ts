@@ -72,7 +72,7 @@ test('a fit raises its events in order, one fit per fine_tune phase', async () =
   ]);
   assert.deepEqual(log, ['freezeTo 1', 'reset', 'optimizer', 'optimizer', 'freezeTo 0', 'reset', 'optimizer', 'optimizer']);
   assert.equal(result.stoppedEarly, false);
-  assert.deepEqual(Object.keys(result.state.metrics!), ['valid_loss', 'rmse_a', 'domain_accuracy']);
+  assert.deepEqual(Object.keys(result.state.metrics!), ['valid_loss', 'rmse_a', 'domain_accuracy', 'dev']);
 });
 
 test('a callback skipping a step keeps the optimizer from running for that batch', async () => {
