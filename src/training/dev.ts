@@ -12,6 +12,8 @@
  * acts on the feature extractor only), so a source-only run, whose head never trains, has no DEV.
  */
 
+import type { Direction, Metric } from '../metrics.ts';
+
 /** Logits are clipped before exp so one confident row cannot overflow the weights. */
 const MAX_LOGIT = 30;
 
@@ -46,9 +48,9 @@ export function deepEmbeddedValidation(losses: ArrayLike<number>, sourceLogits: 
 }
 
 /** DEV as a Metric over source validation rows: per-row loss (standardized units) and domain logit. */
-export class DeepEmbeddedValidation {
+export class DeepEmbeddedValidation implements Metric<{ losses: ArrayLike<number>; logits: ArrayLike<number>; targets: number }> {
   readonly name = 'dev';
-  readonly direction = 'min' as const;
+  readonly direction: Direction = 'min';
   private losses: number[] = [];
   private logits: number[] = [];
   private targets = 0;
