@@ -57,19 +57,25 @@ function lowerTrainingBatchNorm(g: Graph, b: Builder, node: Node): void {
   }
 }
 
-/** Per-channel batch mean and biased variance of an NC… tensor as [C] vectors, x − mean, and the element count per channel. */
+/**
+ * Per-channel batch mean and biased variance of an NC… tensor as [C] vectors, x − mean, and the element count per channel.
+ * With a dynamic batch the count is at least 1, so the statistics of an empty batch (a domain with no rows in
+ * this batch, docs/domain-batchnorm.md) are zeros rather than 0/0, and the backward stays finite.
+ */
 function batchStatistics(b: Builder, x: string, shape: Dim[]): { mean: string; variance: string; centred: string; count: string } {
   const { g } = b;
   const rank = shape.length;
   const axes = [0, ...Array.from({ length: rank - 2 }, (_, k) => k + 2)];
-  const reduce = (op: string, v: string) => (g.opset >= 18
+  // ReduceSum took its axes as an input from opset 13, the other reductions from opset 18.
+  const reduce = (op: string, v: string) => (g.opset >= (op === 'ReduceSum' ? 13 : 18)
     ? b.op(op, [v, b.ints(axes)], { keepdims: 0 })
     : b.op(op, [v], { axes, keepdims: 0 }));
   const dims = axes.map((a) => shape[a]);
-  const count = dims.every((d) => typeof d === 'number')
+  const staticCount = dims.every((d) => typeof d === 'number');
+  const count = staticCount
     ? b.scalar((dims as number[]).reduce((p, q) => p * q, 1))
-    : b.op('Div', [b.op('Cast', [b.op('Size', [x])], { to: DataType.float }), b.op('Cast', [b.op('Slice', [b.op('Shape', [x]), b.ints([1]), b.ints([2])])], { to: DataType.float })]);
-  const mean = reduce('ReduceMean', x);
+    : b.op('Max', [b.scalar(1), b.op('Div', [b.op('Cast', [b.op('Size', [x])], { to: DataType.float }), b.op('Cast', [b.op('Slice', [b.op('Shape', [x]), b.ints([1]), b.ints([2])])], { to: DataType.float })])]);
+  const mean = staticCount ? reduce('ReduceMean', x) : b.op('Div', [reduce('ReduceSum', x), count]);
   const view = rank > 2 ? b.op('Unsqueeze', [mean, b.ints(axes.slice(1).map((a) => a - 1))]) : mean;
   const centred = b.op('Sub', [x, view]);
   return { mean, variance: b.op('Div', [reduce('ReduceSumSquare', centred), count]), centred, count };

@@ -4,12 +4,12 @@ import { UserError } from '../errors.ts';
 import { guardOutput } from './output-guard.ts';
 import { buildArtifacts } from '../model/build-artifacts.ts';
 import { BACKBONES, loadConfigFile, makeConfig } from '../model/config.ts';
-import { type ModelConfig } from '../onnx/manifest.ts';
+import { BATCH_NORM_STATS, type BatchNormStats, type ModelConfig } from '../onnx/manifest.ts';
 import { checkRange, checkRanges, RANGES } from './ranges.ts';
 
 interface Args {
   config: string; 'image-size'?: number; backbone?: string; task?: string; outputs?: string[];
-  out?: string; weights: string; seed: number; force: boolean;
+  out?: string; weights: string; seed: number; force: boolean; 'bn-stats'?: string;
 }
 
 export const defaultArtifactsDir = (name: string, imageSize: number) => join('artifacts', `${name}-${imageSize}px`);
@@ -23,6 +23,7 @@ export const buildArtifactsCommand: CommandModule<object, Args> = {
     .option('backbone', { type: 'string', choices: BACKBONES, describe: 'torchvision body (overrides the config)' })
     .option('task', { type: 'string', choices: ['regression', 'classification'], describe: 'Loss of the label head: MSE or cross-entropy' })
     .option('outputs', { type: 'string', array: true, describe: 'Output names (regression) or class names (classification)' })
+    .option('bn-stats', { type: 'string', choices: BATCH_NORM_STATS, describe: "BatchNorm statistics in training: 'per-domain' (default: each domain normalised by its own statistics, the model exported with the target's) or 'combined' (the seed: one set over source and target rows)" })
     .option('out', { type: 'string', describe: 'Artifacts directory (default artifacts/<name>-<size>px)' })
     .option('weights', { type: 'string', default: 'none', describe: "Initial weights: 'none' (seeded init), 'torchvision' (download ImageNet weights once), or a .pth/.safetensors file" })
     .option('seed', { type: 'number', default: 0, describe: 'Seed of the initialisation' })
@@ -36,6 +37,7 @@ export const buildArtifactsCommand: CommandModule<object, Args> = {
     const config = makeConfig({
       ...base, imageSize,
       ...(args.backbone ? { backbone: args.backbone as ModelConfig['backbone'] } : {}),
+      ...(args['bn-stats'] ? { batchNormStats: args['bn-stats'] as BatchNormStats } : {}),
       ...(args.task ? { task: args.task as 'regression' | 'classification' } : {}),
       ...(args.outputs ? { outputs: args.outputs.flatMap((o) => o.split(',')).filter(Boolean) } : {}),
     });
@@ -44,6 +46,6 @@ export const buildArtifactsCommand: CommandModule<object, Args> = {
     const started = Date.now();
     const manifest = await buildArtifacts({ config, out, weights: args.weights, weightsCache: join('models', 'weights'), seed: args.seed });
     const count = manifest.parameters.reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
-    process.stdout.write(`wrote ${out}: ${config.backbone} at ${config.imageSize} px, ${config.featureDim} features, ${(count / 1e6).toFixed(2)} M parameters, weights ${manifest.weights} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+    process.stdout.write(`wrote ${out}: ${config.backbone} at ${config.imageSize} px, ${config.featureDim} features, ${config.batchNormStats} BatchNorm statistics, ${(count / 1e6).toFixed(2)} M parameters, weights ${manifest.weights} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
   },
 };

@@ -114,7 +114,10 @@ export async function demoArtifacts(args: Args): Promise<string> {
   if (args.artifacts) return String(args.artifacts);
   const config = makeConfig({ imageSize: Number(args['image-size']), backbone: DEMO_SETTINGS.backbone });
   const dir = defaultArtifactsDir(config.name, config.imageSize);
-  if (!existsSync(join(dir, 'manifest.json'))) {
+  const manifest = join(dir, 'manifest.json');
+  // Artifacts from before per-domain BatchNorm statistics were the default are rebuilt: the demo's verdict depends on them.
+  const current = existsSync(manifest) && readManifest(dir).config.batchNormStats === config.batchNormStats;
+  if (!current) {
     process.stdout.write(`building artifacts for ${config.backbone} at ${config.imageSize} px into ${dir} (once)…\n`);
     await buildArtifacts({ config, out: dir, weights: 'none', weightsCache: join('models', 'weights'), seed: 0 });
   }

@@ -6,6 +6,8 @@
  *
  * - The loss branch and its inputs (n_source, labels, lambda_domain) are pruned; the eval graph has
  *   no dropout and no gradient-reversal marker to begin with, and the result is checked for both.
+ * - Artifacts with per-domain BatchNorm statistics keep one domain's running statistics, the target's
+ *   unless told otherwise: the model is deployed on the target domain (docs/domain-batchnorm.md).
  * - Every BatchNormalization is folded into the Conv before it: W' = W·γ/√(σ²+ε),
  *   b' = (b − μ)·γ/√(σ²+ε) + β, computed in float64 and stored as float32. The folded tensors keep
  *   the conv's state_dict names (a conv without bias gains `<conv>.bias`).
@@ -54,6 +56,8 @@ export interface ExportOptions {
   nonFiniteFix?: string;
   /** The run's target standardization, undone inside the model (regression trained on standardized labels). */
   targetScaling?: TargetScaling;
+  /** Per-domain BatchNorm statistics: the domain whose statistics the model keeps (default target, where it is deployed). */
+  deployDomain?: 'source' | 'target';
 }
 
 export interface ExportResult {
@@ -74,7 +78,7 @@ export async function exportInferenceModel(opts: ExportOptions): Promise<ExportR
   const file = typeof opts.checkpoint === 'string' ? findCheckpointFile(opts.checkpoint) : undefined;
   const weights = file ? (await readSafetensors(file)).tensors : opts.checkpoint as Map<string, Tensor>;
   const where = file ?? opts.where ?? 'the checkpoint';
-  const { graph, foldedBatchNorms } = buildInferenceGraph(config, weights, { withDomain: opts.withDomain, where, targetScaling: opts.targetScaling });
+  const { graph, foldedBatchNorms } = buildInferenceGraph(config, weights, { withDomain: opts.withDomain, where, targetScaling: opts.targetScaling, deployDomain: opts.deployDomain });
   const metadata: InferenceMetadata = {
     modelName: config.name,
     backbone: config.backbone,
@@ -108,9 +112,9 @@ export async function exportInferenceModel(opts: ExportOptions): Promise<ExportR
  * The inference graph for `config` with `weights` (state_dict key → tensor; extra keys such as
  * num_batches_tracked or optimizer state are ignored). `where` names the weights in errors.
  */
-export function buildInferenceGraph(config: ModelConfig, weights: Map<string, Tensor>, opts: { withDomain?: boolean; where?: string; targetScaling?: TargetScaling } = {}): { graph: Graph; foldedBatchNorms: number } {
+export function buildInferenceGraph(config: ModelConfig, weights: Map<string, Tensor>, opts: { withDomain?: boolean; where?: string; targetScaling?: TargetScaling; deployDomain?: 'source' | 'target' } = {}): { graph: Graph; foldedBatchNorms: number } {
   const where = opts.where ?? 'the checkpoint';
-  const { graph: g, net } = buildDann(config, 'eval');
+  const { graph: g, net } = buildDann(config, 'eval', { deploy: opts.deployDomain ?? 'target' });
   g.name = `${config.name}-inference`;
   g.opset = EXPORT_OPSET;
   const expected = [...net.params, ...net.buffers.filter((b) => b.dtype === 'float')];

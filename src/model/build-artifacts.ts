@@ -107,8 +107,10 @@ export async function compileArtifacts(opts: BuildOptions): Promise<BuiltArtifac
     const p = shapeOf.get(name);
     if (p) { state.set(name, { dtype: 'F32', shape: p, data: weights.values.get(name)! }); continue; }
     const buf = buffers.find((b) => b.name === name)!;
-    if (buf.dtype === 'int64') state.set(name, { dtype: 'I64', shape: [], data: new BigInt64Array(1) });
-    else state.set(name, { dtype: 'F32', shape: buf.shape, data: weights.buffers.get(name) ?? new Float32Array(buf.shape[0]).fill(buf.init === 'ones' ? 1 : 0) });
+    if (buf.dtype === 'int64') { state.set(name, { dtype: 'I64', shape: [], data: new BigInt64Array(1) }); continue; }
+    // Target running statistics start as the source ones (pretrained statistics when weights were loaded).
+    const loaded = weights.buffers.get(name) ?? weights.buffers.get(name.replace('.target_running_', '.running_'));
+    state.set(name, { dtype: 'F32', shape: buf.shape, data: loaded ?? new Float32Array(buf.shape[0]).fill(buf.init === 'ones' ? 1 : 0) });
   }
 
   const manifest: Manifest = {

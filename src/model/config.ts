@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.ts';
-import { type ModelConfig } from '../onnx/manifest.ts';
+import { BATCH_NORM_STATS, type ModelConfig } from '../onnx/manifest.ts';
 import { BACKBONE_CHANNELS } from './dann.ts';
 
 export const DEFAULT_OUTPUTS = ['num_particles', 'planar_dist', 'depth_dist'];
@@ -38,10 +38,13 @@ export function makeConfig(partial: Partial<ModelConfig> & { imageSize: number }
   if (!(dropout >= 0 && dropout < 1)) throw new UserError(`dropout ${dropout}: must be in [0, 1)`);
   const backbone = partial.backbone ?? 'resnet34';
   if (!BACKBONES.includes(backbone)) throw new UserError(`--backbone ${backbone}: choose ${BACKBONES.join(', ')}`);
+  const batchNormStats = partial.batchNormStats ?? 'per-domain';
+  if (!BATCH_NORM_STATS.includes(batchNormStats)) throw new UserError(`batchNormStats ${batchNormStats}: choose ${BATCH_NORM_STATS.join(' or ')}`);
   return {
     name: partial.name ?? `${backbone}-dann`,
     backbone, imageSize, channels: 3, task, outputs, dropout,
     featureDim: BACKBONE_CHANNELS[backbone] * side * side,
+    batchNormStats,
   };
 }
 
@@ -53,7 +56,7 @@ export function loadConfigFile(path: string): Partial<ModelConfig> {
     throw new UserError(`--config ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : 'not valid JSON'}; see models/resnet34-dann.json for the format`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UserError(`--config ${path}: must hold a JSON object like models/resnet34-dann.json`);
-  const known = new Set(['name', 'backbone', 'imageSize', 'task', 'outputs', 'dropout']);
+  const known = new Set(['name', 'backbone', 'imageSize', 'task', 'outputs', 'dropout', 'batchNormStats']);
   const unknown = Object.keys(parsed).filter((k) => !known.has(k) && !k.startsWith('$'));
   if (unknown.length > 0) throw new UserError(`--config ${path}: unknown key ${unknown[0]}; allowed keys are ${[...known].join(', ')}`);
   return parsed as Partial<ModelConfig>;

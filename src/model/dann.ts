@@ -5,6 +5,7 @@
  * lambda_domain × BCE-with-logits over all rows). Value names are the PyTorch state_dict keys.
  */
 import { MARKER_DOMAIN } from '../autodiff/rules.ts';
+import { Builder } from '../onnx/builder.ts';
 import { Graph } from '../onnx/graph.ts';
 import { type ModelConfig } from '../onnx/manifest.ts';
 import { DataType } from '../onnx/proto.ts';
@@ -70,7 +71,7 @@ export interface DannGraph {
  * Builds the forward graph with losses. Train mode: labels head on source rows only (the target rows
  * would be discarded), explicit dropout masks, GRL marker. Eval mode: predictions for every row.
  */
-export function buildDann(config: ModelConfig, mode: Mode): DannGraph {
+export function buildDann(config: ModelConfig, mode: Mode, opts: { deploy?: 'source' | 'target' } = {}): DannGraph {
   const g = new Graph();
   g.name = `${config.name}-${mode}`;
   const S = config.imageSize;
@@ -93,7 +94,11 @@ export function buildDann(config: ModelConfig, mode: Mode): DannGraph {
   const labelMask = maskInput('label_dropout_mask', 'source', HIDDEN.label[0]);
   const domainMask = maskInput('domain_dropout_mask', 'all', HIDDEN.domain);
 
-  const net = new Net(g, mode);
+  const rows = new Builder(g, 'rows');
+  const n = rows.op('Gather', [rows.op('Shape', ['images']), rows.constant('int64', [0], [])], { axis: 0 });
+  const domainSplit = config.batchNormStats !== 'per-domain' ? undefined
+    : { nSource: 'n_source', hasTarget: mode === 'train' ? rows.op('Less', [rows.op('Squeeze', ['n_source', rows.ints([0])]), n]) : '' };
+  const net = new Net(g, mode, { domainSplit, deploy: opts.deploy });
   const { b } = net;
   const features = featureExtractor(net, config, 'images');
   const F = config.featureDim;
@@ -118,7 +123,6 @@ export function buildDann(config: ModelConfig, mode: Mode): DannGraph {
   const domainLogit = net.linear(`${d}.4`, h, HIDDEN.domain, 1);
   if (mode === 'eval') b.op('Identity', [domainLogit], {}, 'domain_logit');
   // Domain labels from row order: 0 for the first n_source rows (source), 1 for the rest (target).
-  const n = b.op('Gather', [b.op('Shape', ['images']), b.constant('int64', [0], [])], { axis: 0 });
   const rowIndex = b.op('Range', [b.constant('int64', [0], []), n, b.constant('int64', [1], [])]);
   const domainLabels = b.op('Cast', [b.op('Not', [b.op('Less', [rowIndex, 'n_source'])])], { to: DataType.float });
   const z = b.op('Squeeze', [domainLogit, b.ints([1])]);

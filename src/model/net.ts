@@ -2,11 +2,33 @@
  * Layer helpers that emit ONNX for the DANN model, registering each parameter under its PyTorch
  * state_dict key. In 'train' mode BatchNorm uses batch statistics and outputs updated running stats;
  * in 'eval' mode it uses the running stats, as model.eval() does.
+ *
+ * With per-domain BatchNorm statistics (docs/domain-batchnorm.md) each BatchNorm keeps two sets of
+ * running statistics, `<bn>.running_mean/var` (source) and `<bn>.target_running_mean/var` (target),
+ * and shares its weight and bias between the domains. Train: the first `n_source` rows are
+ * normalised with their own batch statistics, the rest with theirs. Eval: the source rows read the
+ * source running statistics, the target rows the target ones. `deploy` builds the single-domain
+ * graph that export folds: every row reads the statistics of the domain named.
  */
 import { Builder, float } from '../onnx/builder.ts';
 import { type Graph } from '../onnx/graph.ts';
 
 export type Mode = 'train' | 'eval';
+
+/** How the rows of a batch split into domains, for per-domain BatchNorm statistics. */
+export interface DomainSplit {
+  /** int64 [1]: the number of leading source rows. */
+  nSource: string;
+  /** bool scalar: the batch has target rows. */
+  hasTarget: string;
+}
+
+export interface NetOptions {
+  /** Per-domain BatchNorm statistics, split as given; absent: one set of statistics over all rows. */
+  domainSplit?: DomainSplit;
+  /** Eval mode with per-domain statistics: the domain whose running statistics every row reads. */
+  deploy?: 'source' | 'target';
+}
 
 export type InitKind =
   | { kind: 'kaiming-normal-fan-out' }
@@ -29,6 +51,11 @@ export interface BufferEntry {
   updatedBy?: string;
 }
 
+interface RunningStats {
+  mean: BufferEntry;
+  variance: BufferEntry;
+}
+
 export class Net {
   readonly b: Builder;
   readonly params: ParamEntry[] = [];
@@ -36,7 +63,7 @@ export class Net {
   /** Every parameter and buffer in PyTorch's state_dict order (per module: params, then buffers). */
   readonly stateOrder: string[] = [];
 
-  constructor(readonly g: Graph, readonly mode: Mode) {
+  constructor(readonly g: Graph, readonly mode: Mode, readonly options: NetOptions = {}) {
     this.b = new Builder(g, 'm');
   }
 
@@ -64,18 +91,51 @@ export class Net {
   batchNorm(name: string, x: string, c: number, opts: { eps?: number; momentum?: number } = {}): string {
     const scale = this.param(`${name}.weight`, [c], { kind: 'ones' }, true);
     const bias = this.param(`${name}.bias`, [c], { kind: 'zeros' }, true);
-    const mean: BufferEntry = { name: `${name}.running_mean`, shape: [c], dtype: 'float', init: 'zeros' };
-    const variance: BufferEntry = { name: `${name}.running_var`, shape: [c], dtype: 'float', init: 'ones' };
-    this.buffers.push(mean, variance, { name: `${name}.num_batches_tracked`, shape: [], dtype: 'int64', init: 'zeros' });
-    this.stateOrder.push(mean.name, variance.name, `${name}.num_batches_tracked`);
-    for (const buf of [mean, variance]) this.g.inputs.push({ name: buf.name, dtype: 'float', shape: buf.shape });
+    const source = this.runningStats(name, '', c);
+    this.buffers.push({ name: `${name}.num_batches_tracked`, shape: [], dtype: 'int64', init: 'zeros' });
+    this.stateOrder.push(`${name}.num_batches_tracked`);
+    const split = this.options.domainSplit;
+    const target = split ? this.runningStats(name, 'target_', c) : undefined;
     // PyTorch's momentum 0.1 is ONNX's 0.9 (the weight of the old running value).
     const epsilon = float(opts.eps ?? 1e-5);
-    if (this.mode === 'eval') return this.b.op('BatchNormalization', [x, scale, bias, mean.name, variance.name], { epsilon });
-    mean.updatedBy = `${mean.name}.updated`;
-    variance.updatedBy = `${variance.name}.updated`;
-    return this.b.opN('BatchNormalization', [x, scale, bias, mean.name, variance.name], { epsilon, momentum: float(1 - (opts.momentum ?? 0.1)), training_mode: 1 },
-      [this.g.fresh(`${name}/bn`), mean.updatedBy, variance.updatedBy])[0];
+    const momentum = float(1 - (opts.momentum ?? 0.1));
+    const { b } = this;
+    if (this.mode === 'eval') {
+      const bn = (v: string, stats: RunningStats) => b.op('BatchNormalization', [v, scale, bias, stats.mean.name, stats.variance.name], { epsilon });
+      if (!split || !target) return bn(x, source);
+      if (this.options.deploy) return bn(x, this.options.deploy === 'target' ? target : source);
+      return b.op('Concat', [bn(this.rows(x, 'source'), source), bn(this.rows(x, 'target'), target)], { axis: 0 });
+    }
+    const train = (v: string, stats: RunningStats, updated: [string, string]) => b.opN('BatchNormalization', [v, scale, bias, stats.mean.name, stats.variance.name],
+      { epsilon, momentum, training_mode: 1 }, [this.g.fresh(`${name}/bn`), ...updated])[0];
+    source.mean.updatedBy = `${source.mean.name}.updated`;
+    source.variance.updatedBy = `${source.variance.name}.updated`;
+    if (!split || !target) return train(x, source, [source.mean.updatedBy, source.variance.updatedBy]);
+    const ys = train(this.rows(x, 'source'), source, [source.mean.updatedBy, source.variance.updatedBy]);
+    const fromTarget: [string, string] = [this.g.fresh(`${target.mean.name}.batch`), this.g.fresh(`${target.variance.name}.batch`)];
+    const yt = train(this.rows(x, 'target'), target, fromTarget);
+    // A batch without target rows (a source-only run) gives the target statistics the source update,
+    // so such a run's target statistics stay equal to its source ones.
+    target.mean.updatedBy = b.op('Where', [split.hasTarget, fromTarget[0], source.mean.updatedBy], {}, `${target.mean.name}.updated`);
+    target.variance.updatedBy = b.op('Where', [split.hasTarget, fromTarget[1], source.variance.updatedBy], {}, `${target.variance.name}.updated`);
+    return b.op('Concat', [ys, yt], { axis: 0 });
+  }
+
+  /** Registers one set of running statistics as buffers and graph inputs. */
+  private runningStats(name: string, prefix: '' | 'target_', c: number): RunningStats {
+    const mean: BufferEntry = { name: `${name}.${prefix}running_mean`, shape: [c], dtype: 'float', init: 'zeros' };
+    const variance: BufferEntry = { name: `${name}.${prefix}running_var`, shape: [c], dtype: 'float', init: 'ones' };
+    this.buffers.push(mean, variance);
+    this.stateOrder.push(mean.name, variance.name);
+    for (const buf of [mean, variance]) this.g.inputs.push({ name: buf.name, dtype: 'float', shape: buf.shape });
+    return { mean, variance };
+  }
+
+  /** The source rows (the first n_source) or the target rows (the rest) of x. */
+  private rows(x: string, domain: 'source' | 'target'): string {
+    const { b } = this;
+    const { nSource } = this.options.domainSplit!;
+    return domain === 'source' ? b.op('Slice', [x, b.ints([0]), nSource, b.ints([0])]) : b.op('Slice', [x, nSource, b.ints([2 ** 53]), b.ints([0])]);
   }
 
   linear(name: string, x: string, inF: number, outF: number): string {

@@ -45,7 +45,16 @@ export interface ModelConfig {
   outputs: string[];
   dropout: number;
   featureDim: number;
+  /**
+   * BatchNorm statistics in training: 'combined' normalises the source and target rows of a batch
+   * together (the seed); 'per-domain' normalises each domain's rows with their own statistics and
+   * keeps target running statistics beside the source ones (docs/domain-batchnorm.md). Absent: combined.
+   */
+  batchNormStats?: BatchNormStats;
 }
+
+export type BatchNormStats = 'combined' | 'per-domain';
+export const BATCH_NORM_STATS: BatchNormStats[] = ['combined', 'per-domain'];
 
 export interface ParamSpec {
   name: string;

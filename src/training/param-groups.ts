@@ -43,8 +43,11 @@ export interface ParamGroups {
   buffers: string[];
 }
 
-/** Names a norm layer keeps besides its parameters (PyTorch BatchNorm/InstanceNorm with running stats). */
-const NORM_BUFFERS = ['running_mean', 'running_var', 'num_batches_tracked'];
+/**
+ * Names a norm layer keeps besides its parameters (PyTorch BatchNorm/InstanceNorm with running stats, and the
+ * target-domain statistics of per-domain BatchNorm, src/model/net.ts).
+ */
+const NORM_BUFFERS = ['running_mean', 'running_var', 'num_batches_tracked', 'target_running_mean', 'target_running_var'];
 
 const moduleOf = (key: string) => key.slice(0, key.lastIndexOf('.'));
 const leafOf = (key: string) => key.slice(key.lastIndexOf('.') + 1);
