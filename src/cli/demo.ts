@@ -35,7 +35,7 @@ type Args = Record<string, unknown>;
  */
 export const DEMO_SETTINGS = {
   backbone: 'resnet18' as const,
-  'image-size': 128,
+  'image-size': 100,
   'batch-size': 16,
   'source-size': 384,
   'val-size': 64,
@@ -43,7 +43,7 @@ export const DEMO_SETTINGS = {
   'freeze-epochs': 0,
   lr: '2e-3',
   'lr-mult': 1,
-  'lambda-domain': 1,
+  'lambda-domain': 0.1,
 };
 
 /** The demo data: fewer target images than demo-data's defaults (generation counts in the 5 minutes), no source folder (the simulator is the source). */

@@ -72,7 +72,8 @@ export class EpochTable {
   }
 
   private line(cells: readonly string[]): string {
-    return cells.map((c, i) => c.padEnd(this.widths[i] + 2)).join('');
+    // A value wider than its column (e.g. a negative DEV of 10 characters) still keeps one space before the next.
+    return cells.map((c, i) => c.padEnd(this.widths[i] + 2, ' ') + (c.length >= this.widths[i] + 2 ? ' ' : '')).join('');
   }
 }
 

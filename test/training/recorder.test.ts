@@ -31,6 +31,9 @@ test('time and cells are written as fastai writes them', () => {
   const t = new EpochTable(['epoch', 'train_loss', 'valid_loss', 'time']);
   assert.equal(t.header(), 'epoch     train_loss  valid_loss  time      ');
   assert.equal(t.row(['0', 0.5, 0.25, '00:14']), '0         0.500000    0.250000    00:14     ');
+  // A value wider than its column is still separated from the next one.
+  const dev = new EpochTable(['epoch', 'dev', 'time']);
+  assert.equal(dev.row(['1', -22.526799, '00:30']), '1         -22.526799 00:30     ');
 });
 
 function state(over: Partial<LoopState>): LoopState {
