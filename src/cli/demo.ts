@@ -12,6 +12,7 @@
  * The demo's settings (DEMO_SETTINGS) replace the seed's defaults for every flag left at its default.
  */
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ensureDemoData, type DemoData } from '../data/index.ts';
 import { UserError } from '../errors.ts';
@@ -149,8 +150,11 @@ export function columnStd(values: Float64Array, K: number): number[] {
 }
 
 async function writeDemoSummary(outDir: string, verdict: Verdict, runs: DemoRun[], seconds: number, data: DemoData): Promise<void> {
+  // The DANN run's steadiness of the adversarial game, as its own summary.json reports it.
+  const dannSummary = JSON.parse(await readFile(join(runs[1].runDir, 'summary.json'), 'utf8').catch(() => '{}')) as { domain_accuracy_last_epochs?: unknown };
   const summary = {
     ...verdictSummary(verdict),
+    ...(dannSummary.domain_accuracy_last_epochs ? { domain_accuracy_last_epochs: dannSummary.domain_accuracy_last_epochs } : {}),
     target_images: runs[1].evaluation.count,
     target_labels: data.targetValLabels,
     model: join(runs[1].runDir, 'model.onnx'),

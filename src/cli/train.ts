@@ -15,7 +15,7 @@ import { quietRuntimeLog } from '../export/runtime.ts';
 import { readManifest } from '../onnx/manifest.ts';
 import { createTracking } from '../tracking/index.ts';
 import { lrFind, plotLrFind } from '../training/lr-find.ts';
-import { EarlyStopping, NanPolicy, type ResumeState, SaveCheckpoints } from '../training/callbacks.ts';
+import { DomainAccuracySpread, EarlyStopping, NanPolicy, type ResumeState, SaveCheckpoints } from '../training/callbacks.ts';
 import { combineBatches, dannTrainStep } from '../training/dann-step.ts';
 import { fit, validationFor } from '../training/loop.ts';
 import { EpochProgress } from '../training/progress.ts';
@@ -316,7 +316,8 @@ async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, 
     try {
       const earlyStopping = patience === undefined ? undefined : new EarlyStopping({ monitor: { name: monitor, direction }, patience, resume: resume?.callbacks?.['early-stopping'] });
       // Checkpoints come after the callbacks whose state they save.
-      const checkpoints = new SaveCheckpoints({ session, runDir, monitor: { name: monitor, direction }, resume, others: earlyStopping ? [earlyStopping] : [] });
+      const domainAccuracy = new DomainAccuracySpread({ resume: resume?.callbacks?.['domain-accuracy'] });
+      const checkpoints = new SaveCheckpoints({ session, runDir, monitor: { name: monitor, direction }, resume, others: [domainAccuracy, ...(earlyStopping ? [earlyStopping] : [])] });
       const nanPolicy = new NanPolicy({ mode: a['on-nan'] as 'stop' | 'skip', gradients: () => session.gradients, lastCheckpoint: () => checkpoints.lastCheckpoint });
       const callbacks = [
         new EpochProgress({ stepsPerEpoch: nIter, epochs: r.freezeEpochs + r.epochs }),
@@ -325,6 +326,7 @@ async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, 
         ...tracking.callbacks,
         { name: 'log', afterEpoch: (st: { epoch: number; metrics?: Record<string, number>; smoothLoss?: number }) => log.info({ epoch: st.epoch, train_loss: st.smoothLoss, ...st.metrics }, 'epoch') },
         ...(earlyStopping ? [earlyStopping] : []),
+        domainAccuracy,
         checkpoints,
       ];
       const result = await fit({
@@ -345,7 +347,7 @@ async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, 
         const exported = await exportInferenceModel({ manifest, checkpoint: session.stateDict(), out: modelPath, metadata: { normalization: r.normalization, runId: r.runName }, targetScaling: p.targetScaling });
         // Epochs counted from 1, as the console's "epoch k/n" and the report's x axis count them.
         const bestFrom1 = best && { value: best.value, epoch: best.epoch + 1 };
-        await writeFileAtomic(join(runDir, 'summary.json'), `${JSON.stringify({ best: bestFrom1, monitor, final: result.state.metrics, steps: result.state.step, model: modelPath, skippedBatches: nanPolicy.skipped }, null, 2)}\n`);
+        await writeFileAtomic(join(runDir, 'summary.json'), `${JSON.stringify({ best: bestFrom1, monitor, final: result.state.metrics, domain_accuracy_last_epochs: domainAccuracy.summary(), steps: result.state.step, model: modelPath, skippedBatches: nanPolicy.skipped }, null, 2)}\n`);
         process.stdout.write(`best ${monitor} ${best?.value.toFixed(5) ?? 'n/a'} at epoch ${bestFrom1?.epoch ?? '-'}; model ${exported.out} (${(exported.bytes / 1e6).toFixed(1)} MB); report ${join(runDir, 'report.html')}\n`);
         exitCode = 0;
       }

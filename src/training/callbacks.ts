@@ -174,3 +174,34 @@ export class EarlyStopping implements Callback, Checkpointed {
     return { best: this.best, wait: this.wait };
   }
 }
+
+/**
+ * How steady the adversarial game is: the validation domain accuracy of every epoch, and its spread
+ * (max − min) over the last `last` epochs. A stable game keeps the accuracy near 0.5 with a small
+ * spread; swings between 0 and 1 mean the discriminator and the features take turns winning.
+ */
+export class DomainAccuracySpread implements Callback, Checkpointed {
+  readonly name = 'domain-accuracy';
+  private readonly values: number[];
+
+  constructor(private readonly o: { last?: number; resume?: unknown } = {}) {
+    const saved = o.resume as { values?: number[] } | undefined;
+    this.values = [...(saved?.values ?? [])];
+  }
+
+  afterValidate(state: LoopState): void {
+    const v = state.metrics?.domain_accuracy;
+    if (v !== undefined && Number.isFinite(v)) this.values.push(v);
+  }
+
+  /** `{ last, values, spread }` over the last epochs, or undefined before any domain accuracy. */
+  summary(): { last: number; values: number[]; spread: number } | undefined {
+    const tail = this.values.slice(-(this.o.last ?? 3));
+    if (tail.length === 0) return undefined;
+    return { last: tail.length, values: tail, spread: Math.max(...tail) - Math.min(...tail) };
+  }
+
+  checkpointState(): { values: number[] } {
+    return { values: this.values };
+  }
+}

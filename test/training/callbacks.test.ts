@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { UserError } from '../../src/errors.ts';
-import { EarlyStopping, NanPolicy, SaveCheckpoints } from '../../src/training/callbacks.ts';
+import { DomainAccuracySpread, EarlyStopping, NanPolicy, SaveCheckpoints } from '../../src/training/callbacks.ts';
 import type { TrainingSession } from '../../src/training/session.ts';
 import type { LoopState } from '../../src/training/types.ts';
 
@@ -86,4 +86,17 @@ test('early stopping waits `patience` validations without an improvement beyond 
   assert.equal(s.finishRequested, undefined);
   up.afterValidate(Object.assign(s, { metrics: { acc: 0.6 } }));
   assert.equal(s.finishRequested, true);
+});
+
+test('the domain accuracy spread covers the last epochs, survives a resume and ignores runs without a target', () => {
+  const spread = new DomainAccuracySpread();
+  assert.equal(spread.summary(), undefined);
+  for (const v of [0.0, 0.73, 0.04]) spread.afterValidate(state({ metrics: { domain_accuracy: v } }));
+  const resumed = new DomainAccuracySpread({ resume: spread.checkpointState() });
+  for (const v of [0.57, 0.51]) resumed.afterValidate(state({ metrics: { domain_accuracy: v } }));
+  resumed.afterValidate(state({ metrics: { valid_loss: 1 } }));
+  const s = resumed.summary()!;
+  assert.deepEqual(s.values, [0.04, 0.57, 0.51]);
+  assert.equal(s.last, 3);
+  assert.ok(Math.abs(s.spread - 0.53) < 1e-12);
 });
