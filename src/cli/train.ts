@@ -172,6 +172,8 @@ async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
   const seed = Number(a.seed);
   const artifacts = await artifactsFor(a, r);
   const manifest = readManifest(artifacts);
+  // One row per domain leaves a 1×1 feature map a single value per channel: no variance (PyTorch refuses it too).
+  if (manifest.config.batchNormStats === 'per-domain' && r.batchSize < 2) throw new UserError(`--batch-size ${r.batchSize}: per-domain BatchNorm statistics need at least 2 images per domain; use --batch-size 2 or more (or artifacts built with --bn-stats combined)`);
   const S = manifest.config.imageSize;
   const runDir = resolve(r.runDir);
   let target = a.target as string | undefined;

@@ -738,6 +738,11 @@ export const CASES: Case[] = [
     expect: /^ort-dann: --batch-size 16 is larger than the 8 images of --source <demo>\/source-val; lower --batch-size to 8 or fewer, or add images$/,
   },
   {
+    id: 'batch-of-one-per-domain', area: 'flags', title: '--batch-size 1 with per-domain BatchNorm statistics', command: 'train',
+    args: ['--batch-size', '1'], outcome: 'error',
+    expect: /^ort-dann: --batch-size 1: per-domain BatchNorm statistics need at least 2 images per domain; use --batch-size 2 or more \(or artifacts built with --bn-stats combined\)$/,
+  },
+  {
     id: 'resume-finished-run', area: 'flags', title: '--resume of a finished run with nothing left to train', command: 'train',
     setup: (d) => { cpSync(d.prevRun, d.run, { recursive: true }); },
     args: ['--resume'], outcome: 'error',
