@@ -10,7 +10,7 @@ import { Graph } from '../onnx/graph.ts';
 import { type ModelConfig } from '../onnx/manifest.ts';
 import { DataType } from '../onnx/proto.ts';
 import { MOBILENET_V3_SMALL_CHANNELS, mobilenetV3Small } from './mobilenet.ts';
-import { type Mode, Net } from './net.ts';
+import { type DomainSplit, type Mode, Net } from './net.ts';
 import { VGG11_CHANNELS, vgg11bn } from './vgg.ts';
 
 const STAGES: Record<string, number[]> = { resnet18: [2, 2, 2, 2], resnet34: [3, 4, 6, 3] };
@@ -96,9 +96,15 @@ export function buildDann(config: ModelConfig, mode: Mode, opts: { deploy?: 'sou
 
   const rows = new Builder(g, 'rows');
   const n = rows.op('Gather', [rows.op('Shape', ['images']), rows.constant('int64', [0], [])], { axis: 0 });
-  const domainSplit = config.batchNormStats !== 'per-domain' ? undefined
-    : { nSource: 'n_source', hasTarget: mode === 'train' ? rows.op('Less', [rows.op('Squeeze', ['n_source', rows.ints([0])]), n]) : '' };
-  const net = new Net(g, mode, { domainSplit, deploy: opts.deploy });
+  const split = (): DomainSplit => {
+    const nSource = rows.op('Squeeze', ['n_source', rows.ints([0])]);
+    return {
+      sizes: rows.op('Concat', ['n_source', rows.op('Unsqueeze', [rows.op('Sub', [n, nSource]), rows.ints([0])])], { axis: 0 }),
+      hasTarget: mode === 'train' ? rows.op('Less', [nSource, n]) : '',
+    };
+  };
+  const perDomain = config.batchNormStats !== 'per-domain' ? undefined : opts.deploy ? { deploy: opts.deploy } : { split: split() };
+  const net = new Net(g, mode, { perDomain });
   const { b } = net;
   const features = featureExtractor(net, config, 'images');
   const F = config.featureDim;

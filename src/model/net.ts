@@ -17,17 +17,20 @@ export type Mode = 'train' | 'eval';
 
 /** How the rows of a batch split into domains, for per-domain BatchNorm statistics. */
 export interface DomainSplit {
-  /** int64 [1]: the number of leading source rows. */
-  nSource: string;
+  /** int64 [2]: the number of leading source rows and of target rows after them. */
+  sizes: string;
   /** bool scalar: the batch has target rows. */
   hasTarget: string;
 }
 
 export interface NetOptions {
-  /** Per-domain BatchNorm statistics, split as given; absent: one set of statistics over all rows. */
-  domainSplit?: DomainSplit;
-  /** Eval mode with per-domain statistics: the domain whose running statistics every row reads. */
-  deploy?: 'source' | 'target';
+  /** Per-domain BatchNorm statistics; absent: one set of statistics over all rows. */
+  perDomain?: {
+    /** The rows of a batch by domain (train and eval graphs). */
+    split?: DomainSplit;
+    /** Eval mode: the domain whose running statistics every row reads (the graph export folds). */
+    deploy?: 'source' | 'target';
+  };
 }
 
 export type InitKind =
@@ -94,30 +97,33 @@ export class Net {
     const source = this.runningStats(name, '', c);
     this.buffers.push({ name: `${name}.num_batches_tracked`, shape: [], dtype: 'int64', init: 'zeros' });
     this.stateOrder.push(`${name}.num_batches_tracked`);
-    const split = this.options.domainSplit;
-    const target = split ? this.runningStats(name, 'target_', c) : undefined;
+    const perDomain = this.options.perDomain;
+    const target = perDomain ? this.runningStats(name, 'target_', c) : undefined;
     // PyTorch's momentum 0.1 is ONNX's 0.9 (the weight of the old running value).
     const epsilon = float(opts.eps ?? 1e-5);
     const momentum = float(1 - (opts.momentum ?? 0.1));
     const { b } = this;
     if (this.mode === 'eval') {
       const bn = (v: string, stats: RunningStats) => b.op('BatchNormalization', [v, scale, bias, stats.mean.name, stats.variance.name], { epsilon });
-      if (!split || !target) return bn(x, source);
-      if (this.options.deploy) return bn(x, this.options.deploy === 'target' ? target : source);
-      return b.op('Concat', [bn(this.rows(x, 'source'), source), bn(this.rows(x, 'target'), target)], { axis: 0 });
+      if (!perDomain || !target) return bn(x, source);
+      if (perDomain.deploy) return bn(x, perDomain.deploy === 'target' ? target : source);
+      const [xs, xt] = this.splitRows(x);
+      return b.op('Concat', [bn(xs, source), bn(xt, target)], { axis: 0 });
     }
     const train = (v: string, stats: RunningStats, updated: [string, string]) => b.opN('BatchNormalization', [v, scale, bias, stats.mean.name, stats.variance.name],
       { epsilon, momentum, training_mode: 1 }, [this.g.fresh(`${name}/bn`), ...updated])[0];
     source.mean.updatedBy = `${source.mean.name}.updated`;
     source.variance.updatedBy = `${source.variance.name}.updated`;
-    if (!split || !target) return train(x, source, [source.mean.updatedBy, source.variance.updatedBy]);
-    const ys = train(this.rows(x, 'source'), source, [source.mean.updatedBy, source.variance.updatedBy]);
+    if (!perDomain || !target) return train(x, source, [source.mean.updatedBy, source.variance.updatedBy]);
+    const [xs, xt] = this.splitRows(x);
+    const ys = train(xs, source, [source.mean.updatedBy, source.variance.updatedBy]);
     const fromTarget: [string, string] = [this.g.fresh(`${target.mean.name}.batch`), this.g.fresh(`${target.variance.name}.batch`)];
-    const yt = train(this.rows(x, 'target'), target, fromTarget);
+    const yt = train(xt, target, fromTarget);
     // A batch without target rows (a source-only run) gives the target statistics the source update,
     // so such a run's target statistics stay equal to its source ones.
-    target.mean.updatedBy = b.op('Where', [split.hasTarget, fromTarget[0], source.mean.updatedBy], {}, `${target.mean.name}.updated`);
-    target.variance.updatedBy = b.op('Where', [split.hasTarget, fromTarget[1], source.variance.updatedBy], {}, `${target.variance.name}.updated`);
+    const { hasTarget } = this.domainSplit();
+    target.mean.updatedBy = b.op('Where', [hasTarget, fromTarget[0], source.mean.updatedBy], {}, `${target.mean.name}.updated`);
+    target.variance.updatedBy = b.op('Where', [hasTarget, fromTarget[1], source.variance.updatedBy], {}, `${target.variance.name}.updated`);
     return b.op('Concat', [ys, yt], { axis: 0 });
   }
 
@@ -131,11 +137,19 @@ export class Net {
     return { mean, variance };
   }
 
-  /** The source rows (the first n_source) or the target rows (the rest) of x. */
-  private rows(x: string, domain: 'source' | 'target'): string {
-    const { b } = this;
-    const { nSource } = this.options.domainSplit!;
-    return domain === 'source' ? b.op('Slice', [x, b.ints([0]), nSource, b.ints([0])]) : b.op('Slice', [x, nSource, b.ints([2 ** 53]), b.ints([0])]);
+  /**
+   * The source rows (the first n_source) and the target rows (the rest) of x. One Split, whose gradient is one
+   * Concat, where two Slices would each pad their gradient back to the full batch.
+   */
+  private splitRows(x: string): [string, string] {
+    const [xs, xt] = this.b.opN('Split', [x, this.domainSplit().sizes], { axis: 0 }, 2);
+    return [xs, xt];
+  }
+
+  private domainSplit(): DomainSplit {
+    const split = this.options.perDomain?.split;
+    if (!split) throw new Error('internal: a per-domain BatchNorm graph needs the domain split of its rows');
+    return split;
   }
 
   linear(name: string, x: string, inF: number, outF: number): string {
