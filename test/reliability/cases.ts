@@ -445,7 +445,7 @@ export const CASES: Case[] = [
     id: 'config-unknown-key', area: 'config files', title: 'build-artifacts --config with an unknown key (a typo)', command: 'build-artifacts',
     setup: (d) => writeFileSync(join(d.input, 'model.json'), '{ "backbone": "resnet18", "imagesize": 128 }\n'),
     args: ['--config', '<case>/model.json'], outcome: 'error',
-    expect: /^ort-dann: --config <case>\/model\.json: unknown key imagesize; allowed keys are name, backbone, imageSize, task, outputs, dropout$/,
+    expect: /^ort-dann: --config <case>\/model\.json: unknown key imagesize; allowed keys are name, backbone, imageSize, task, outputs, dropout, batchNormStats$/,
   },
   {
     id: 'config-image-size-too-small', area: 'config files', title: 'build-artifacts --config with an imageSize too small for the network', command: 'build-artifacts',
