@@ -6,7 +6,7 @@
  * images after the last epoch, plus the domain accuracy of the last epochs. See docs/da-parity.md.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ArraySource, renderSplit, SHIFTS, type LabelledArrays, type Shift } from '../src/data/shifts.ts';
 import { type ArgSpec, parseArgs, usage } from './lib/args.ts';
@@ -67,6 +67,7 @@ const DA_ARGS = {
   moms: { type: 'string', default: '0.95,0.85,0.95', help: "one-cycle momentums" },
   threads: { type: 'int', default: 2, min: 1, help: 'threads per side' },
   json: { type: 'flag', help: 'one JSON line per run' },
+  rows: { type: 'string', default: '', help: 'print the table of the JSON lines that --json runs wrote to this file (e.g. one run per seed), train nothing' },
   out: { type: 'string', default: 'bench/results/da', help: 'folder for data, artifacts and runs' },
 } as const satisfies ArgSpec;
 
@@ -78,6 +79,7 @@ export async function benchDa(argv: string[]): Promise<DaRow[]> {
     return [];
   }
   const v = parseArgs('da', argv, DA_ARGS);
+  if (v.rows) return tableFromRows(v.rows);
   const shifts = list(v.shifts).map((s) => {
     if (!SHIFTS[s]) throw new UserError(`--shifts ${s}: choose from ${Object.keys(SHIFTS).join(', ')}`);
     return SHIFTS[s];
@@ -99,10 +101,10 @@ export async function benchDa(argv: string[]): Promise<DaRow[]> {
   const out = resolve(v.out);
   mkdirSync(out, { recursive: true });
   const rows: DaRow[] = [];
-  const report = (row: DaRow) => {
+  const report = (row: DaRow, constantTargetMae: number) => {
     rows.push(row);
     const acc = row.domain_accuracy.length ? ` domain_accuracy ${row.domain_accuracy.map((a) => a.toFixed(2)).join(' ')}` : '';
-    if (v.json) console.log(JSON.stringify({ ...row, bn_stats: v.bnStats, recipe }));
+    if (v.json) console.log(JSON.stringify({ ...row, backbone: v.backbone, image_size: size, bn_stats: v.bnStats, constant_target_mae: constantTargetMae, recipe } satisfies JsonRow));
     else console.error(`${row.shift} seed ${row.seed} ${row.impl} ${row.mode}: target MAE ${row.target_mae.toFixed(3)}${acc} (${row.seconds.toFixed(0)} s)`);
   };
   // One dataset per shift: the seeds vary initial weights, data order and dropout, not the images.
@@ -129,12 +131,38 @@ export async function benchDa(argv: string[]): Promise<DaRow[]> {
         for (const impl of impls) {
           const t0 = performance.now();
           const epochs = impl === 'ours' ? await runOurs(art, shift, data, recipe, mode, seed, threads) : runTorch(art, file, recipe, mode, seed, threads, out);
-          report({ shift: shift.name, seed, impl, mode, ...summarize(epochs, shift.outputs, mode, constant.sourceRmse), seconds: (performance.now() - t0) / 1000 });
+          report({ shift: shift.name, seed, impl, mode, ...summarize(epochs, shift.outputs, mode, constant.sourceRmse), seconds: (performance.now() - t0) / 1000 }, constant.targetMae);
         }
       }
     }
   }
   if (!v.json) printTable(rows, recipe, size, `${v.backbone} (${v.bnStats} BatchNorm statistics)`, new Map(datasets.map((d) => [d.shift.name, d.constant.targetMae])));
+  return rows;
+}
+
+/** A --json line: the row and what the table needs to say how it was made. */
+interface JsonRow extends DaRow {
+  backbone: string;
+  image_size: number;
+  bn_stats: string;
+  constant_target_mae: number;
+  recipe: Recipe;
+}
+
+function tableFromRows(file: string): DaRow[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new UserError(`--rows ${file}: cannot read it; give the file that \`npm run bench -- da --json\` output went to`);
+  }
+  // Other lines (npm's banner, progress) are skipped; only the bench's JSON rows count.
+  const rows = text.split('\n').filter((l) => l.startsWith('{"shift"')).map((l) => JSON.parse(l) as JsonRow);
+  if (rows.length === 0) throw new UserError(`--rows ${file}: no JSON rows in it; write them with \`npm run bench -- da --json > ${file}\``);
+  const first = rows[0];
+  const setups = new Set(rows.map((x) => JSON.stringify([x.backbone, x.image_size, x.bn_stats, x.recipe])));
+  if (setups.size > 1) throw new UserError(`--rows ${file}: rows of ${setups.size} different setups (backbone, size, BatchNorm statistics, recipe); give one setup per file`);
+  printTable(rows, first.recipe, first.image_size, `${first.backbone} (${first.bn_stats} BatchNorm statistics)`, new Map(rows.map((x) => [x.shift, x.constant_target_mae])));
   return rows;
 }
 
