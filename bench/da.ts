@@ -6,7 +6,7 @@
  * images after the last epoch, plus the domain accuracy of the last epochs. See docs/da-parity.md.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ArraySource, renderSplit, SHIFTS, type LabelledArrays, type Shift } from '../src/data/shifts.ts';
 import { type ArgSpec, parseArgs, usage } from './lib/args.ts';
@@ -18,6 +18,7 @@ import { fineTuneDannPlan } from '../src/training/schedules.ts';
 import { TrainingSession } from '../src/training/session.ts';
 import { buildArtifacts } from '../src/model/build-artifacts.ts';
 import { makeConfig } from '../src/model/config.ts';
+import { BATCH_NORM_STATS, type BatchNormStats } from '../src/onnx/manifest.ts';
 
 interface Recipe {
   epochs: number;
@@ -41,6 +42,8 @@ export interface DaRow {
   mode: 'source-only' | 'dann';
   /** Target MAE summed over the outputs, last epoch, held-out target images. */
   target_mae: number;
+  /** Source validation RMSE over a constant prediction's (the source training mean), averaged over the outputs: below 1 means it learned something. */
+  source_rmse_rel: number;
   /** Domain accuracy of every epoch (DANN; source-only has no trained domain classifier). */
   domain_accuracy: number[];
   seconds: number;
@@ -53,6 +56,7 @@ const DA_ARGS = {
   modes: { type: 'string', default: 'source-only,dann', help: 'source-only, dann' },
   imageSize: { type: 'int', default: 100, min: 97, help: 'image side in pixels' },
   backbone: { type: 'string', default: 'resnet18', choices: ['resnet18', 'resnet34'], help: 'ResNet body' },
+  bnStats: { type: 'string', default: 'per-domain', choices: BATCH_NORM_STATS, help: "BatchNorm statistics, ours and the reference: 'per-domain' (the product default) or 'combined' (the seed)" },
   sourceSize: { type: 'int', default: 160, min: 1, help: 'source training images' },
   valSize: { type: 'int', default: 64, min: 1, help: 'validation images per domain' },
   batch: { type: 'int', default: 8, min: 1, help: 'images per domain in a batch' },
@@ -63,6 +67,7 @@ const DA_ARGS = {
   moms: { type: 'string', default: '0.95,0.85,0.95', help: "one-cycle momentums" },
   threads: { type: 'int', default: 2, min: 1, help: 'threads per side' },
   json: { type: 'flag', help: 'one JSON line per run' },
+  rows: { type: 'string', default: '', help: 'print the table of the JSON lines that --json runs wrote to this file (e.g. one run per seed), train nothing' },
   out: { type: 'string', default: 'bench/results/da', help: 'folder for data, artifacts and runs' },
 } as const satisfies ArgSpec;
 
@@ -74,6 +79,7 @@ export async function benchDa(argv: string[]): Promise<DaRow[]> {
     return [];
   }
   const v = parseArgs('da', argv, DA_ARGS);
+  if (v.rows) return tableFromRows(v.rows);
   const shifts = list(v.shifts).map((s) => {
     if (!SHIFTS[s]) throw new UserError(`--shifts ${s}: choose from ${Object.keys(SHIFTS).join(', ')}`);
     return SHIFTS[s];
@@ -95,10 +101,10 @@ export async function benchDa(argv: string[]): Promise<DaRow[]> {
   const out = resolve(v.out);
   mkdirSync(out, { recursive: true });
   const rows: DaRow[] = [];
-  const report = (row: DaRow) => {
+  const report = (row: DaRow, constantTargetMae: number) => {
     rows.push(row);
     const acc = row.domain_accuracy.length ? ` domain_accuracy ${row.domain_accuracy.map((a) => a.toFixed(2)).join(' ')}` : '';
-    if (v.json) console.log(JSON.stringify({ ...row, recipe }));
+    if (v.json) console.log(JSON.stringify({ ...row, backbone: v.backbone, image_size: size, bn_stats: v.bnStats, constant_target_mae: constantTargetMae, recipe } satisfies JsonRow));
     else console.error(`${row.shift} seed ${row.seed} ${row.impl} ${row.mode}: target MAE ${row.target_mae.toFixed(3)}${acc} (${row.seconds.toFixed(0)} s)`);
   };
   // One dataset per shift: the seeds vary initial weights, data order and dropout, not the images.
@@ -111,25 +117,52 @@ export async function benchDa(argv: string[]): Promise<DaRow[]> {
     };
     const file = join(out, `${shift.name}-${size}px.safetensors`);
     if (impls.includes('torch')) await writeData(file, data, size, shift.outputs.length);
-    return { shift, data, file };
+    return { shift, data, file, constant: constantBaseline(data, shift.outputs.length) };
   }));
   // Seeds outermost: a bench stopped early still holds whole seeds of every shift.
   for (const seed of seeds) {
-    for (const { shift, data, file } of datasets) {
-      const art = join(out, `artifacts-${v.backbone}-${shift.name}-${size}px-seed${seed}`);
+    for (const { shift, data, file, constant } of datasets) {
+      const art = join(out, `artifacts-${v.backbone}-${v.bnStats}-${shift.name}-${size}px-seed${seed}`);
       if (!existsSync(join(art, 'manifest.json'))) {
-        await buildArtifacts({ config: makeConfig({ imageSize: size, backbone: v.backbone as 'resnet18', outputs: [...shift.outputs] }), out: art, weights: 'none', weightsCache: out, seed });
+        const config = makeConfig({ imageSize: size, backbone: v.backbone as 'resnet18', outputs: [...shift.outputs], batchNormStats: v.bnStats as BatchNormStats });
+        await buildArtifacts({ config, out: art, weights: 'none', weightsCache: out, seed });
       }
       for (const mode of modes) {
         for (const impl of impls) {
           const t0 = performance.now();
-          const r = impl === 'ours' ? await runOurs(art, shift, data, recipe, mode, seed, threads, out) : runTorch(art, file, recipe, mode, seed, threads, out);
-          report({ shift: shift.name, seed, impl, mode, ...r, seconds: (performance.now() - t0) / 1000 });
+          const epochs = impl === 'ours' ? await runOurs(art, shift, data, recipe, mode, seed, threads) : runTorch(art, file, recipe, mode, seed, threads, out);
+          report({ shift: shift.name, seed, impl, mode, ...summarize(epochs, shift.outputs, mode, constant.sourceRmse), seconds: (performance.now() - t0) / 1000 }, constant.targetMae);
         }
       }
     }
   }
-  if (!v.json) printTable(rows, recipe, size, v.backbone!);
+  if (!v.json) printTable(rows, recipe, size, `${v.backbone} (${v.bnStats} BatchNorm statistics)`, new Map(datasets.map((d) => [d.shift.name, d.constant.targetMae])));
+  return rows;
+}
+
+/** A --json line: the row and what the table needs to say how it was made. */
+interface JsonRow extends DaRow {
+  backbone: string;
+  image_size: number;
+  bn_stats: string;
+  constant_target_mae: number;
+  recipe: Recipe;
+}
+
+function tableFromRows(file: string): DaRow[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new UserError(`--rows ${file}: cannot read it; give the file that \`npm run bench -- da --json\` output went to`);
+  }
+  // Other lines (npm's banner, progress) are skipped; only the bench's JSON rows count.
+  const rows = text.split('\n').filter((l) => l.startsWith('{"shift"')).map((l) => JSON.parse(l) as JsonRow);
+  if (rows.length === 0) throw new UserError(`--rows ${file}: no JSON rows in it; write them with \`npm run bench -- da --json > ${file}\``);
+  const first = rows[0];
+  const setups = new Set(rows.map((x) => JSON.stringify([x.backbone, x.image_size, x.bn_stats, x.recipe])));
+  if (setups.size > 1) throw new UserError(`--rows ${file}: rows of ${setups.size} different setups (backbone, size, BatchNorm statistics, recipe); give one setup per file`);
+  printTable(rows, first.recipe, first.image_size, `${first.backbone} (${first.bn_stats} BatchNorm statistics)`, new Map(rows.map((x) => [x.shift, x.constant_target_mae])));
   return rows;
 }
 
@@ -144,15 +177,26 @@ async function writeData(file: string, d: Record<'source' | 'target' | 'sourceVa
   await writeSafetensors(file, new Map([['source_images', si], ['source_labels', sl], ['target_images', ti], ['source_val_images', svi], ['source_val_labels', svl], ['target_val_images', tvi], ['target_val_labels', tvl]]));
 }
 
-function summarize(epochs: Record<string, number>[], outputs: readonly string[], mode: DaRow['mode']): Pick<DaRow, 'target_mae' | 'domain_accuracy'> {
+/** A constant prediction at the source training mean: its source validation RMSE per output and its summed target MAE. */
+function constantBaseline(d: Record<'source' | 'sourceVal' | 'targetVal', LabelledArrays>, k: number): { sourceRmse: number[]; targetMae: number } {
+  const means = Array.from({ length: k }, (_, o) => d.source.labels.filter((_, i) => i % k === o).reduce((a, b) => a + b, 0) / d.source.count);
+  const column = (a: LabelledArrays, o: number) => Array.from(a.labels.filter((_, i) => i % k === o));
+  return {
+    sourceRmse: means.map((m, o) => Math.sqrt(mean(column(d.sourceVal, o).map((y) => (y - m) ** 2)))),
+    targetMae: means.reduce((s, m, o) => s + mean(column(d.targetVal, o).map((y) => Math.abs(y - m))), 0),
+  };
+}
+
+function summarize(epochs: Record<string, number>[], outputs: readonly string[], mode: DaRow['mode'], constantRmse: number[]): Pick<DaRow, 'target_mae' | 'source_rmse_rel' | 'domain_accuracy'> {
   const last = epochs[epochs.length - 1];
   return {
     target_mae: outputs.reduce((s, o) => s + last[`target_mae_${o}`], 0),
+    source_rmse_rel: mean(outputs.map((o, k) => last[`rmse_${o}`] / constantRmse[k])),
     domain_accuracy: mode === 'dann' ? epochs.map((e) => e.domain_accuracy) : [],
   };
 }
 
-async function runOurs(art: string, shift: Shift, d: Record<'source' | 'target' | 'sourceVal' | 'targetVal', LabelledArrays>, r: Recipe, mode: DaRow['mode'], seed: number, threads: number, out: string) {
+async function runOurs(art: string, shift: Shift, d: Record<'source' | 'target' | 'sourceVal' | 'targetVal', LabelledArrays>, r: Recipe, mode: DaRow['mode'], seed: number, threads: number): Promise<Record<string, number>[]> {
   const outputNames = [...shift.outputs];
   const session = await TrainingSession.fromArtifacts(art, { threads, seed });
   const epochs: Record<string, number>[] = [];
@@ -169,48 +213,51 @@ async function runOurs(art: string, shift: Shift, d: Record<'source' | 'target' 
   } finally {
     await session.release();
   }
-  return summarize(epochs, outputNames, mode);
+  return epochs;
 }
 
-function runTorch(art: string, dataFile: string, r: Recipe, mode: DaRow['mode'], seed: number, threads: number, out: string) {
+function runTorch(art: string, dataFile: string, r: Recipe, mode: DaRow['mode'], seed: number, threads: number, out: string): Record<string, number>[] {
   const spec = join(out, 'spec.json');
   writeFileSync(spec, JSON.stringify({ artifacts: art, data: dataFile, recipe: { ...r, domain: mode === 'dann' }, dtype: 'float32', threads, seed, order: 'shuffle' }));
   const python = process.env.PYTHON ?? '/usr/bin/python3';
   const script = join(import.meta.dirname, '../tools/reference/whole_run.py');
   const p = spawnSync(python, [script, spec, join(out, 'torch-final.safetensors')], { encoding: 'utf8', maxBuffer: 64 << 20 });
   if (p.error || p.status !== 0) throw new UserError(`torch reference failed: ${p.error?.message ?? p.stderr.trim().split('\n').pop()}; it needs ${python} with torch and torchvision (apt-get install python3-torch python3-torchvision)`);
-  const record = JSON.parse(p.stdout) as { epochs: Record<string, number>[] };
-  const outputs = Object.keys(record.epochs[0]).filter((k) => k.startsWith('target_mae_')).map((k) => k.slice('target_mae_'.length));
-  return summarize(record.epochs, outputs, mode);
+  return (JSON.parse(p.stdout) as { epochs: Record<string, number>[] }).epochs;
 }
 
 const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
 const sd = (v: number[]) => Math.sqrt(v.reduce((a, b) => a + (b - mean(v)) ** 2, 0) / Math.max(1, v.length - 1));
 
-function printTable(rows: DaRow[], r: Recipe, size: number, backbone: string): void {
+/** Max − min of the domain accuracy over a run's last three epochs. */
+const spreadOf = (x: DaRow) => { const last = x.domain_accuracy.slice(-3); return Math.max(...last) - Math.min(...last); };
+
+function printTable(rows: DaRow[], r: Recipe, size: number, backbone: string, constantTargetMae: Map<string, number>): void {
   console.log(`\nDA outcome: ${backbone} ${size} px, ${r.n_iter * r.batch_size} source + target images, batch ${r.batch_size}+${r.batch_size}, ${r.epochs} epochs, lr ${r.base_lr / 2} (lr_mult ${r.lr_mult}), lambda ${r.lambda_domain}, moms ${r.moms.join('/')}`);
-  console.log('target MAE summed over outputs, last epoch (lower is better)\n');
+  console.log(`target MAE summed over outputs, last epoch (lower is better); a constant prediction at the source mean scores ${[...constantTargetMae].map(([s, m]) => `${m.toFixed(3)} (${s})`).join(', ')}\n`);
   const seeds = [...new Set(rows.map((x) => x.seed))];
-  console.log(`| shift | impl | mode | ${seeds.map((s) => `seed ${s}`).join(' | ')} | mean ± sd | DANN wins |`);
-  console.log(`|---|---|---|${seeds.map(() => '---|').join('')}---|---|`);
+  console.log(`| shift | impl | mode | ${seeds.map((s) => `seed ${s}`).join(' | ')} | mean ± sd | DANN wins | source RMSE / constant's | domain accuracy spread, mean / worst |`);
+  console.log(`|---|---|---|${seeds.map(() => '---|').join('')}---|---|---|---|`);
   for (const shift of [...new Set(rows.map((x) => x.shift))]) {
     for (const impl of [...new Set(rows.map((x) => x.impl))]) {
       for (const mode of ['source-only', 'dann'] as const) {
         const sel = seeds.map((s) => rows.find((x) => x.shift === shift && x.impl === impl && x.mode === mode && x.seed === s));
         if (sel.every((x) => !x)) continue;
-        const vals = sel.filter((x): x is DaRow => !!x).map((x) => x.target_mae);
+        const done = sel.filter((x): x is DaRow => !!x);
+        const vals = done.map((x) => x.target_mae);
+        const spreads = done.filter((x) => x.domain_accuracy.length >= 2).map(spreadOf);
         const wins = mode === 'dann' ? seeds.filter((s) => {
           const d = rows.find((x) => x.shift === shift && x.impl === impl && x.mode === 'dann' && x.seed === s);
           const b = rows.find((x) => x.shift === shift && x.impl === impl && x.mode === 'source-only' && x.seed === s);
           return d && b && d.target_mae < b.target_mae;
         }).length : undefined;
-        console.log(`| ${shift} | ${impl} | ${mode} | ${sel.map((x) => (x ? x.target_mae.toFixed(3) : '—')).join(' | ')} | ${mean(vals).toFixed(3)} ± ${sd(vals).toFixed(3)} | ${wins === undefined ? '' : `${wins}/${seeds.length}`} |`);
+        console.log(`| ${shift} | ${impl} | ${mode} | ${sel.map((x) => (x ? x.target_mae.toFixed(3) : '—')).join(' | ')} | ${mean(vals).toFixed(3)} ± ${sd(vals).toFixed(3)} | ${wins === undefined ? '' : `${wins}/${seeds.length}`} | ${mean(done.map((x) => x.source_rmse_rel)).toFixed(2)} | ${spreads.length ? `${mean(spreads).toFixed(2)} / ${Math.max(...spreads).toFixed(2)}` : ''} |`);
       }
     }
   }
   const dann = rows.filter((x) => x.mode === 'dann' && x.domain_accuracy.length >= 2);
   if (dann.length) {
-    const spread = dann.map((x) => { const last = x.domain_accuracy.slice(-3); return Math.max(...last) - Math.min(...last); });
+    const spread = dann.map(spreadOf);
     console.log(`\ndomain accuracy, spread (max − min) over the last 3 epochs of each DANN run: mean ${mean(spread).toFixed(2)}, worst ${Math.max(...spread).toFixed(2)}`);
   }
 }

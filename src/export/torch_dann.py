@@ -1,7 +1,9 @@
 """The seed's DANN module in eval mode, in PyTorch, for checking and timing the exported model.
 
 Built from the artifacts' manifest config and loaded with strict=True from a state_dict safetensors
-(our checkpoint format), so a mismatch in any name or shape fails loudly.
+(our checkpoint format), so a mismatch in any name or shape fails loudly. A model trained with
+per-domain BatchNorm statistics runs every row with the target statistics, as `ort-dann export`
+deploys it (its default deploy domain).
 
   torch_dann.py forward ARTIFACTS CHECKPOINT INPUTS OUT CODEC
       INPUTS holds `images`; OUT gets prediction, features (flattened) and domain_logit, computed in

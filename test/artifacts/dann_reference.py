@@ -1,6 +1,9 @@
 """PyTorch reference for the artifacts parity test: the seed's DANN module (torchvision ResNet body,
 extra block, heads, GRL, DANNLoss), loaded strictly from our checkpoint, run on the same batch,
-dropout masks, alpha and lambda; then one fastai Adam step written out from its definition.
+dropout masks, alpha and lambda; then one fastai Adam step written out from its definition. With
+per-domain BatchNorm statistics (seed_dann.DomainBatchNorm2d) the batch's first n_source rows are the
+source domain, and after the step the module is also run in eval mode (`eval_<output>`) on the same
+images with the statistics that step left, source rows reading the source ones and target rows the target ones.
 The module runs in float64 (the exact answer) and in float32 (`<name>@torch32`: how close float32
 arithmetic gets on each tensor; PyTorch's own float32 stem gradient is 2e-3 away in max-norm).
 Usage: dann_reference.py ARTIFACTS_DIR INPUTS.safetensors OUT.safetensors"""
@@ -23,14 +26,14 @@ torch.set_num_threads(2)
 
 
 class MaskDropout(nn.Module):
-    """nn.Dropout(p) with the keep-mask supplied from outside (1 = keep, kept values scaled 1/(1-p))."""
+    """nn.Dropout(p) with the keep-mask supplied from outside (1 = keep, kept values scaled 1/(1-p)); identity in eval."""
     def __init__(self, p):
         super().__init__()
         self.p = p
         self.mask = None
 
     def forward(self, x):
-        return x * self.mask / (1 - self.p)
+        return x * self.mask / (1 - self.p) if self.training else x
 
 
 state, _, _ = read_st(f'{art}/checkpoint.safetensors')
@@ -51,7 +54,7 @@ def train_step(dtype):
     model.grl.alpha = float(inp['alpha'].item())
     lam = float(inp['lambda_domain'].item())
     model.train()
-    reg_out, dom_out = model(inp['images'])
+    reg_out, dom_out = model(inp['images'], n_source=ns)
     domain_labels = torch.cat([torch.zeros(ns), torch.ones(n_all - ns)]).to(dtype)
     if config['task'] == 'regression':
         regression_loss = nn.MSELoss()(reg_out[:ns], inp['labels'])
@@ -66,6 +69,10 @@ def train_step(dtype):
     for name, buf in model.state_dict().items():
         if name.endswith('running_mean') or name.endswith('running_var'):
             out[f'{name}.updated'] = buf
+    if model.domain_bns:
+        model.eval()
+        with torch.no_grad():
+            out['eval_prediction'], out['eval_domain_logit'] = model(inp['images'], n_source=ns)
     return {k: v.detach().reshape(v.shape).float() for k, v in out.items()}
 
 

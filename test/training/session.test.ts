@@ -95,25 +95,17 @@ test('freezing keeps the body fixed except BatchNorm, and a checkpoint round-tri
     const codec = join(root, 'codec.py');
     writeFileSync(codec, PY_SAFETENSORS);
     const script = join(root, 'load.py');
+    // The reference module (the seed's, with per-domain BatchNorm when the manifest says so) must take every key.
     writeFileSync(script, `
-import sys, torch, torchvision, torch.nn as nn
+import json, sys
 exec(open(sys.argv[2]).read())
-class FE(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.resnet_layers = nn.Sequential(*list(torchvision.models.resnet18().children())[:-2])
-        self.additional_layers = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(512, 512, 4, 2, 1), nn.BatchNorm2d(512), nn.ReLU())
-class D(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.feature_extractor = FE()
-        self.label_predictor = nn.Module(); self.label_predictor.regressor = nn.Sequential(nn.Flatten(), nn.Linear(512, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 3))
-        self.domain_classifier = nn.Module(); self.domain_classifier.classifier = nn.Sequential(nn.Flatten(), nn.Linear(512, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 1))
+sys.path.insert(0, sys.argv[3])
+import seed_dann
 state, _, _ = read_st(sys.argv[1])
-D().load_state_dict(state, strict=True)
+seed_dann.DANN(json.load(open(sys.argv[4]))['config']).load_state_dict(state, strict=True)
 print('ok', int(state['feature_extractor.resnet_layers.1.num_batches_tracked']))
 `);
-    assert.equal(runPythonFile(script, [join(dir, 'model.safetensors'), codec]).trim(), 'ok 1');
+    assert.equal(runPythonFile(script, [join(dir, 'model.safetensors'), codec, join(import.meta.dirname, '..', '..', 'tools', 'reference'), join(artifacts, 'manifest.json')]).trim(), 'ok 1');
   } finally {
     await s.release();
   }

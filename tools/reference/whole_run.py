@@ -2,7 +2,9 @@
 code (docs/da-parity.md lists every rule and where ours deliberately differs from the seed):
 
 - the seed's model (seed_dann.DANN), loaded from an artifacts checkpoint, BatchNorm over the combined
-  batch (source rows first), MSE on source rows + lambda * BCE-with-logits over all rows;
+  batch (source rows first), or per domain when the manifest says batchNormStats 'per-domain'
+  (seed_dann.DomainBatchNorm2d; every forward is told how many leading rows are source);
+  MSE on source rows + lambda * BCE-with-logits over all rows;
 - fine_tune_dann: freeze_to(1) + fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99), then
   base_lr /= 2, unfreeze, fit_one_cycle(epochs, slice(base_lr/lr_mult, base_lr), pct_start, div);
   fastai's combine_scheds (float32 phase boundaries) for lr per group AND mom, pct_train accumulated
@@ -10,7 +12,7 @@ code (docs/da-parity.md lists every rule and where ours deliberately differs fro
 - fastai Adam: decoupled weight decay (none on BatchNorm and bias), dampened averages, per-parameter
   step counts, clear_state at every freeze/unfreeze; train_bn (BatchNorm stays trainable when frozen);
 - alpha = 2/(1+exp(-10 p)) - 1 with p the fraction of all planned batches (freeze phase included);
-- validation every epoch in eval mode: valid_loss, domain_accuracy, target MAE per output.
+- validation every epoch in eval mode: valid_loss, domain_accuracy, source RMSE and target MAE per output.
 
 Usage: whole_run.py SPEC.json OUT.safetensors  (prints a JSON record on stdout)
 SPEC: artifacts, data (safetensors: source_images/labels, target_images, source_val_images/labels,
@@ -185,14 +187,16 @@ def main():
         model.eval()
         loss_sum, correct, total = 0.0, 0, 0
         abs_err = torch.zeros(len(config['outputs']), dtype=torch.float64)
+        sq_err = torch.zeros(len(config['outputs']), dtype=torch.float64)
         target_rows = 0
         with torch.no_grad():
             for b in range(val_steps):
                 rows = slice(b * bs, (b + 1) * bs)
                 xs, ys, xt = data['source_val_images'][rows], data['source_val_labels'][rows], data['target_val_images'][rows]
-                reg_out, dom_out = model(torch.cat([xs, xt]))
+                reg_out, dom_out = model(torch.cat([xs, xt]), n_source=xs.shape[0])
                 reg, dom = losses(reg_out, dom_out, ys, xs.shape[0])
                 loss_sum += float(reg + lam * dom) * xs.shape[0]
+                sq_err += ((reg_out[:xs.shape[0]] - ys) ** 2).sum(0).double()
                 pred_domain = (dom_out.squeeze(1) > 0).long()
                 correct += int((pred_domain == torch.cat([torch.zeros(xs.shape[0]), torch.ones(xt.shape[0])]).long()).sum())
                 total += xs.shape[0] + xt.shape[0]
@@ -200,6 +204,8 @@ def main():
                     abs_err += (reg_out[xs.shape[0]:] - data['target_val_labels'][rows]).abs().sum(0).double()
                     target_rows += xt.shape[0]
         m = {'valid_loss': loss_sum / (val_steps * bs), 'domain_accuracy': correct / total}
+        for k, name in enumerate(config['outputs']):
+            m[f'rmse_{name}'] = math.sqrt(float(sq_err[k]) / (val_steps * bs))
         if target_rows:
             for k, name in enumerate(config['outputs']):
                 m[f'target_mae_{name}'] = float(abs_err[k]) / target_rows
@@ -233,7 +239,7 @@ def main():
                 if given:
                     model.label_predictor.regressor[3].mask = torch.cat([data['mask_label'][step], torch.ones(len(ti), data['mask_label'].shape[2], dtype=dtype)])
                     model.domain_classifier.classifier[3].mask = data['mask_domain'][step][:x.shape[0]]
-                reg_out, dom_out = model(x)
+                reg_out, dom_out = model(x, n_source=len(si))
                 reg, dom = losses(reg_out, dom_out, ys, len(si))
                 loss = reg + (lam if domain else 0.0) * dom
                 loss.backward()
