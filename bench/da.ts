@@ -246,7 +246,8 @@ function printTable(rows: DaRow[], r: Recipe, size: number, backbone: string, co
         const done = sel.filter((x): x is DaRow => !!x);
         const vals = done.map((x) => x.target_mae);
         const spreads = done.filter((x) => x.domain_accuracy.length >= 2).map(spreadOf);
-        const wins = mode === 'dann' ? seeds.filter((s) => {
+        const baseline = rows.some((x) => x.shift === shift && x.impl === impl && x.mode === 'source-only');
+        const wins = mode === 'dann' && baseline ? seeds.filter((s) => {
           const d = rows.find((x) => x.shift === shift && x.impl === impl && x.mode === 'dann' && x.seed === s);
           const b = rows.find((x) => x.shift === shift && x.impl === impl && x.mode === 'source-only' && x.seed === s);
           return d && b && d.target_mae < b.target_mae;

@@ -41,6 +41,11 @@ export async function makeFixture(dir: string, opts: { task?: 'regression' | 'cl
     set(`${bn}.running_var`, (k) => 0.5 + 1.5 * rand());
     set(`${bn}.weight`, (k) => 0.6 + 0.8 * rand());
     set(`${bn}.bias`, (k) => 0.1 * noise[c + k]);
+    // Per-domain statistics: the target's (what export folds) equal to the source's (what the eval model reads for source rows).
+    if (weights.has(`${bn}.target_running_mean`)) {
+      weights.set(`${bn}.target_running_mean`, weights.get(`${bn}.running_mean`)!);
+      weights.set(`${bn}.target_running_var`, weights.get(`${bn}.running_var`)!);
+    }
   }
   const checkpoint = join(dir, 'random.safetensors');
   await writeSafetensors(checkpoint, weights);
