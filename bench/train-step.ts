@@ -33,6 +33,8 @@ interface SideFigures {
   peak_rss_mb: number | null;
   /** Seconds from spawn to the end of the first step. */
   startup_s: number | null;
+  /** Cores other processes used while the steps were timed (the highest of the rounds'): above ~0.1 the figures are not quiet-machine figures. */
+  other_cores: number | null;
   runtime: string | null;
   error?: string;
 }
@@ -125,16 +127,16 @@ export async function artifactsFor(root: string, size: number, rebuild = false):
   return dir;
 }
 
-const FAILED: SideFigures = { images_per_s: null, gflops: null, step_ms: null, train_ms: null, optimizer_ms: null, cpu_ms: null, peak_rss_mb: null, startup_s: null, runtime: null };
+const FAILED: SideFigures = { images_per_s: null, gflops: null, step_ms: null, train_ms: null, optimizer_ms: null, cpu_ms: null, peak_rss_mb: null, startup_s: null, other_cores: null, runtime: null };
 
-interface Run { startup_s: number; step_s: number[]; train_s: number[]; optimizer_s: number[]; step_cpu_s: number[]; peak_rss_mb: number; runtime: string; raw: Json }
+interface Run { startup_s: number; step_s: number[]; train_s: number[]; optimizer_s: number[]; step_cpu_s: number[]; peak_rss_mb: number; other_cores: number | null; runtime: string; raw: Json }
 
 /** Runs one side once; a side that fails is reported (and the other still measured), not thrown. */
 async function runSide(run: () => Promise<ChildRun>): Promise<Run | { error: string }> {
   try {
     const { result, startupS } = await run();
     const r = result as Json & Omit<Run, 'startup_s' | 'raw'>;
-    return { startup_s: startupS, step_s: r.step_s, train_s: r.train_s, optimizer_s: r.optimizer_s, step_cpu_s: r.step_cpu_s ?? [], peak_rss_mb: r.peak_rss_mb, runtime: r.runtime, raw: r };
+    return { startup_s: startupS, step_s: r.step_s, train_s: r.train_s, optimizer_s: r.optimizer_s, step_cpu_s: r.step_cpu_s ?? [], peak_rss_mb: r.peak_rss_mb, other_cores: r.other_cores ?? null, runtime: r.runtime, raw: r };
   } catch (e) {
     if (!(e instanceof UserError)) throw e;
     console.error(e.message);
@@ -151,7 +153,8 @@ function figures(runs: (Run | { error: string })[], count: number, gflopPerImage
     images_per_s: count / step, gflops: (count / step) * gflopPerImage, step_ms: step * 1000,
     train_ms: median(ok.flatMap((r) => r.train_s)) * 1000, optimizer_ms: median(ok.flatMap((r) => r.optimizer_s)) * 1000,
     cpu_ms: ok.every((r) => r.step_cpu_s.length > 0) ? median(ok.flatMap((r) => r.step_cpu_s)) * 1000 : null,
-    peak_rss_mb: median(ok.map((r) => r.peak_rss_mb)), startup_s: median(ok.map((r) => r.startup_s)), runtime: ok[0].runtime,
+    peak_rss_mb: median(ok.map((r) => r.peak_rss_mb)), startup_s: median(ok.map((r) => r.startup_s)),
+    other_cores: ok.every((r) => r.other_cores !== null) ? Math.max(...ok.map((r) => r.other_cores!)) : null, runtime: ok[0].runtime,
   };
 }
 
@@ -204,6 +207,8 @@ export async function benchTrainStep(argv: string[]): Promise<TrainStepRow[]> {
         row.ratio = mine.images_per_s !== null && peer.images_per_s !== null ? mine.images_per_s / peer.images_per_s : null;
         if (roundRatios.length > 1) [row.ratio_min, row.ratio_max] = [Math.min(...roundRatios), Math.max(...roundRatios)];
       }
+      const busiest = Math.max(mine.other_cores ?? 0, peer?.other_cores ?? 0);
+      if (busiest > 0.1) console.error(`train-step: other processes used ${busiest.toFixed(2)} cores while ${c.size} px, ${threads} threads was timed: not a quiet-machine figure`);
       rows.push(row);
       if (o.json) {
         console.log(JSON.stringify(row));
@@ -211,7 +216,7 @@ export async function benchTrainStep(argv: string[]): Promise<TrainStepRow[]> {
       }
       const line = (who: string, f: SideFigures) => f.error
         ? `  ${who.padEnd(6)} failed: ${f.error.split('\n')[0]}`
-        : `  ${who.padEnd(6)} ${fmt(f.images_per_s).padStart(7)} img/s ${fmt(f.gflops, 0).padStart(5)} GFLOP/s  step ${fmt(f.step_ms, 0).padStart(5)} ms (fwd+bwd ${fmt(f.train_ms, 0)}, optimizer ${fmt(f.optimizer_ms, 0)}; CPU ${fmt(f.cpu_ms, 0)} ms)  peak RSS ${fmt(f.peak_rss_mb, 0)} MB  start-up ${fmt(f.startup_s, 2)} s`;
+        : `  ${who.padEnd(6)} ${fmt(f.images_per_s).padStart(7)} img/s ${fmt(f.gflops, 0).padStart(5)} GFLOP/s  step ${fmt(f.step_ms, 0).padStart(5)} ms (fwd+bwd ${fmt(f.train_ms, 0)}, optimizer ${fmt(f.optimizer_ms, 0)}; CPU ${fmt(f.cpu_ms, 0)} ms)  peak RSS ${fmt(f.peak_rss_mb, 0)} MB  start-up ${fmt(f.startup_s, 2)} s  other work ${fmt(f.other_cores, 2)} cores`;
       console.log(`${c.size} px, batch ${batch}, ${threads} threads (${gflopPerImage.toFixed(3)} GFLOP/image, load average ${load.toFixed(2)} before, ${row.load_avg_after.toFixed(2)} after, artifacts built ${row.artifacts_built}):`);
       console.log(line('ours', mine) + (mine.error ? '' : `  (session ${fmt(row.session_create_s, 2)} s)`));
       if (peer) {

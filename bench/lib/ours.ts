@@ -13,6 +13,7 @@ import { dannTrainStep } from '../../src/training/dann-step.ts';
 import { dannAlpha } from '../../src/training/schedules.ts';
 import { type ExecutionProvider, TrainingSession } from '../../src/training/session.ts';
 import { parseArgs } from './args.ts';
+import { otherCoresWindow } from './busy.ts';
 import { emit } from './child.ts';
 
 const OURS_ARGS = {
@@ -76,7 +77,9 @@ async function run(argv: string[]): Promise<void> {
   const optimizer: number[] = [];
   const step: number[] = [];
   const stepCpu: number[] = [];
+  let otherCores: (() => number | null) | undefined;
   for (let k = 0; k < total; k++) {
+    if (k === warmup) otherCores = otherCoresWindow();
     // CPU seconds of all this process's threads (ORT's pool, Adam's workers): little affected by other work's load.
     const cpu = process.cpuUsage();
     const a = performance.now();
@@ -94,6 +97,7 @@ async function run(argv: string[]): Promise<void> {
       stepCpu.push((used.user + used.system) / 1e6);
     }
   }
+  const other = otherCores?.() ?? null;
   await session.release();
   emit({
     event: 'result',
@@ -101,6 +105,7 @@ async function run(argv: string[]): Promise<void> {
     // maxRSS is the process's high-water mark (VmHWM) in KiB.
     peak_rss_mb: process.resourceUsage().maxRSS / 1024,
     create_s: createS,
+    other_cores: other,
     runtime: `onnxruntime-node ${ort.env.versions.node} ${ep}`,
   });
 }

@@ -113,9 +113,22 @@ def sync():
         torch.cuda.synchronize()
 
 
+def machine_busy_s():
+    """Busy CPU seconds of the whole machine since boot (/proc/stat), None off Linux."""
+    try:
+        with open('/proc/stat') as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / 100
+    except OSError:
+        return None
+
+
 total = args.warmup + args.steps
+window = None
 train_s, optimizer_s, step_s, step_cpu_s = [], [], [], []
 for k in range(total):
+    if k == args.warmup:
+        window = (machine_busy_s(), time.process_time(), time.perf_counter())
     t0 = time.perf_counter()
     c0 = time.process_time()  # CPU seconds of all this process's threads: little affected by other work's load
     model.grl.alpha = 2 / (1 + math.exp(-10 * k / total)) - 1
@@ -137,8 +150,14 @@ for k in range(total):
         step_s.append(t2 - t0)
         step_cpu_s.append(c2 - c0)
 
+# Cores other processes used while the steps were timed (same measure as bench/lib/busy.ts).
+busy_end = machine_busy_s()
+other_cores = None
+if window and window[0] is not None and busy_end is not None:
+    other_cores = max(0.0, busy_end - window[0] - (time.process_time() - window[1])) / (time.perf_counter() - window[2])
 result = {
     'event': 'result',
+    'other_cores': other_cores,
     'step_s': step_s, 'train_s': train_s, 'optimizer_s': optimizer_s, 'step_cpu_s': step_cpu_s,
     'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     'threads': torch.get_num_threads(),

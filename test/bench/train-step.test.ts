@@ -38,6 +38,8 @@ test('train-step runs ours and the torch peer and reports one row per config and
     return v;
   };
   for (const key of ['peak_rss_mb', 'peer_peak_rss_mb', 'startup_s', 'peer_startup_s', 'session_create_s', 'cpu_ms', 'peer_cpu_ms'] as const) positive(key);
+  // Other processes' share of the cores while the steps were timed: measured on both sides (Linux).
+  for (const key of ['other_cores', 'peer_other_cores'] as const) assert.ok(typeof r[key] === 'number' && r[key] >= 0, `${key} = ${r[key]}`);
   assert.equal(r.error, undefined);
   assert.equal(r.peer_error, undefined);
   const ours = positive('images_per_s');
