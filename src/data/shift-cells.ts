@@ -5,7 +5,8 @@
  * point, a colour tint and stronger noise. Outputs: radius, x, y of the cell, in [0, 1].
  */
 import type { Rng } from '../rng.ts';
-import type { Domain, Shift } from './shifts.ts';
+import type { Domain } from '../onnx/manifest.ts';
+import type { Shift } from './shifts.ts';
 
 function render(domain: Domain, rng: Rng, size: number, out: Float32Array): number[] {
   const radius = rng.uniform(0, 1);

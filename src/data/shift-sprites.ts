@@ -5,7 +5,8 @@
  * (min(sprite + noise, 1), as disentanglement_lib's noisy variant). Outputs: scale, x, y in [0, 1].
  */
 import type { Rng } from '../rng.ts';
-import type { Domain, Shift } from './shifts.ts';
+import type { Domain } from '../onnx/manifest.ts';
+import type { Shift } from './shifts.ts';
 
 /** Point (u, v) in the sprite's frame, unit half-size: inside the shape? */
 const SHAPES: ((u: number, v: number) => boolean)[] = [

@@ -7,8 +7,7 @@ import { createRng, type Rng } from '../rng.ts';
 import type { BatchSource, ImageBatch } from '../training/types.ts';
 import { spritesShift } from './shift-sprites.ts';
 import { cellsShift } from './shift-cells.ts';
-
-export type Domain = 'source' | 'target';
+import type { Domain } from '../onnx/manifest.ts';
 
 export interface Shift {
   name: string;

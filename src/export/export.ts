@@ -21,7 +21,7 @@ import { writeFileAtomic } from '../io/atomic.ts';
 import { readSafetensors } from '../io/safetensors.ts';
 import { toFloat32, type Tensor } from '../io/tensor.ts';
 import { attrFloat, attrInt, Graph, type Node } from '../onnx/graph.ts';
-import { type Manifest, type ModelConfig } from '../onnx/manifest.ts';
+import { type Domain, type Manifest, type ModelConfig } from '../onnx/manifest.ts';
 import { encodeModel } from '../onnx/proto.ts';
 import { inferShapes } from '../onnx/shapes.ts';
 import { buildDann } from '../model/dann.ts';
@@ -57,7 +57,7 @@ export interface ExportOptions {
   /** The run's target standardization, undone inside the model (regression trained on standardized labels). */
   targetScaling?: TargetScaling;
   /** Per-domain BatchNorm statistics: the domain whose statistics the model keeps (default target, where it is deployed). */
-  deployDomain?: 'source' | 'target';
+  deployDomain?: Domain;
 }
 
 export interface ExportResult {
@@ -112,7 +112,7 @@ export async function exportInferenceModel(opts: ExportOptions): Promise<ExportR
  * The inference graph for `config` with `weights` (state_dict key → tensor; extra keys such as
  * num_batches_tracked or optimizer state are ignored). `where` names the weights in errors.
  */
-export function buildInferenceGraph(config: ModelConfig, weights: Map<string, Tensor>, opts: { withDomain?: boolean; where?: string; targetScaling?: TargetScaling; deployDomain?: 'source' | 'target' } = {}): { graph: Graph; foldedBatchNorms: number } {
+export function buildInferenceGraph(config: ModelConfig, weights: Map<string, Tensor>, opts: { withDomain?: boolean; where?: string; targetScaling?: TargetScaling; deployDomain?: Domain } = {}): { graph: Graph; foldedBatchNorms: number } {
   const where = opts.where ?? 'the checkpoint';
   const { graph: g, net } = buildDann(config, 'eval', { deploy: opts.deployDomain ?? 'target' });
   g.name = `${config.name}-inference`;

@@ -7,7 +7,7 @@
 import { MARKER_DOMAIN } from '../autodiff/rules.ts';
 import { Builder } from '../onnx/builder.ts';
 import { Graph } from '../onnx/graph.ts';
-import { type ModelConfig } from '../onnx/manifest.ts';
+import { type Domain, type ModelConfig } from '../onnx/manifest.ts';
 import { DataType } from '../onnx/proto.ts';
 import { MOBILENET_V3_SMALL_CHANNELS, mobilenetV3Small } from './mobilenet.ts';
 import { type DomainSplit, type Mode, Net } from './net.ts';
@@ -71,7 +71,7 @@ export interface DannGraph {
  * Builds the forward graph with losses. Train mode: labels head on source rows only (the target rows
  * would be discarded), explicit dropout masks, GRL marker. Eval mode: predictions for every row.
  */
-export function buildDann(config: ModelConfig, mode: Mode, opts: { deploy?: 'source' | 'target' } = {}): DannGraph {
+export function buildDann(config: ModelConfig, mode: Mode, opts: { deploy?: Domain } = {}): DannGraph {
   const g = new Graph();
   g.name = `${config.name}-${mode}`;
   const S = config.imageSize;
@@ -98,10 +98,8 @@ export function buildDann(config: ModelConfig, mode: Mode, opts: { deploy?: 'sou
   const n = rows.op('Gather', [rows.op('Shape', ['images']), rows.constant('int64', [0], [])], { axis: 0 });
   const split = (): DomainSplit => {
     const nSource = rows.op('Squeeze', ['n_source', rows.ints([0])]);
-    return {
-      sizes: rows.op('Concat', ['n_source', rows.op('Unsqueeze', [rows.op('Sub', [n, nSource]), rows.ints([0])])], { axis: 0 }),
-      hasTarget: mode === 'train' ? rows.op('Less', [nSource, n]) : '',
-    };
+    const sizes = rows.op('Concat', ['n_source', rows.op('Unsqueeze', [rows.op('Sub', [n, nSource]), rows.ints([0])])], { axis: 0 });
+    return mode === 'train' ? { sizes, hasTarget: rows.op('Less', [nSource, n]) } : { sizes };
   };
   const perDomain = config.batchNormStats !== 'per-domain' ? undefined : opts.deploy ? { deploy: opts.deploy } : { split: split() };
   const net = new Net(g, mode, { perDomain });

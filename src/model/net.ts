@@ -12,6 +12,7 @@
  */
 import { Builder, float } from '../onnx/builder.ts';
 import { type Graph } from '../onnx/graph.ts';
+import { type Domain } from '../onnx/manifest.ts';
 
 export type Mode = 'train' | 'eval';
 
@@ -19,8 +20,8 @@ export type Mode = 'train' | 'eval';
 export interface DomainSplit {
   /** int64 [2]: the number of leading source rows and of target rows after them. */
   sizes: string;
-  /** bool scalar: the batch has target rows. */
-  hasTarget: string;
+  /** bool scalar: the batch has target rows (train graphs, which update the target statistics). */
+  hasTarget?: string;
 }
 
 export interface NetOptions {
@@ -29,7 +30,7 @@ export interface NetOptions {
     /** The rows of a batch by domain (train and eval graphs). */
     split?: DomainSplit;
     /** Eval mode: the domain whose running statistics every row reads (the graph export folds). */
-    deploy?: 'source' | 'target';
+    deploy?: Domain;
   };
 }
 
@@ -98,15 +99,15 @@ export class Net {
     this.buffers.push({ name: `${name}.num_batches_tracked`, shape: [], dtype: 'int64', init: 'zeros' });
     this.stateOrder.push(`${name}.num_batches_tracked`);
     const perDomain = this.options.perDomain;
-    const target = perDomain ? this.runningStats(name, 'target_', c) : undefined;
+    const target = perDomain && this.runningStats(name, 'target_', c);
     // PyTorch's momentum 0.1 is ONNX's 0.9 (the weight of the old running value).
     const epsilon = float(opts.eps ?? 1e-5);
     const momentum = float(1 - (opts.momentum ?? 0.1));
     const { b } = this;
     if (this.mode === 'eval') {
       const bn = (v: string, stats: RunningStats) => b.op('BatchNormalization', [v, scale, bias, stats.mean.name, stats.variance.name], { epsilon });
-      if (!perDomain || !target) return bn(x, source);
-      if (perDomain.deploy) return bn(x, perDomain.deploy === 'target' ? target : source);
+      if (!target) return bn(x, source);
+      if (perDomain?.deploy) return bn(x, perDomain.deploy === 'target' ? target : source);
       const [xs, xt] = this.splitRows(x);
       return b.op('Concat', [bn(xs, source), bn(xt, target)], { axis: 0 });
     }
@@ -114,7 +115,7 @@ export class Net {
       { epsilon, momentum, training_mode: 1 }, [this.g.fresh(`${name}/bn`), ...updated])[0];
     source.mean.updatedBy = `${source.mean.name}.updated`;
     source.variance.updatedBy = `${source.variance.name}.updated`;
-    if (!perDomain || !target) return train(x, source, [source.mean.updatedBy, source.variance.updatedBy]);
+    if (!target) return train(x, source, [source.mean.updatedBy, source.variance.updatedBy]);
     const [xs, xt] = this.splitRows(x);
     const ys = train(xs, source, [source.mean.updatedBy, source.variance.updatedBy]);
     const fromTarget: [string, string] = [this.g.fresh(`${target.mean.name}.batch`), this.g.fresh(`${target.variance.name}.batch`)];
@@ -122,6 +123,7 @@ export class Net {
     // A batch without target rows (a source-only run) gives the target statistics the source update,
     // so such a run's target statistics stay equal to its source ones.
     const { hasTarget } = this.domainSplit();
+    if (!hasTarget) throw new Error('internal: a per-domain BatchNorm train graph needs to know whether a batch has target rows');
     target.mean.updatedBy = b.op('Where', [hasTarget, fromTarget[0], source.mean.updatedBy], {}, `${target.mean.name}.updated`);
     target.variance.updatedBy = b.op('Where', [hasTarget, fromTarget[1], source.variance.updatedBy], {}, `${target.variance.name}.updated`);
     return b.op('Concat', [ys, yt], { axis: 0 });

@@ -54,6 +54,8 @@ export interface ModelConfig {
 }
 
 export type BatchNormStats = 'combined' | 'per-domain';
+/** The two domains of a DANN batch: labelled source rows first, then unlabelled target rows. */
+export type Domain = 'source' | 'target';
 export const BATCH_NORM_STATS: BatchNormStats[] = ['combined', 'per-domain'];
 
 export interface ParamSpec {
