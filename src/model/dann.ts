@@ -96,11 +96,9 @@ export function buildDann(config: ModelConfig, mode: Mode, opts: { deploy?: Doma
 
   const rows = new Builder(g, 'rows');
   const n = rows.op('Gather', [rows.op('Shape', ['images']), rows.constant('int64', [0], [])], { axis: 0 });
-  const split = (): DomainSplit => {
-    const nSource = rows.op('Squeeze', ['n_source', rows.ints([0])]);
-    const sizes = rows.op('Concat', ['n_source', rows.op('Unsqueeze', [rows.op('Sub', [n, nSource]), rows.ints([0])])], { axis: 0 });
-    return mode === 'train' ? { sizes, hasTarget: rows.op('Less', [nSource, n]) } : { sizes };
-  };
+  const split = (): DomainSplit => (mode === 'train'
+    ? { nSource: 'n_source', hasTarget: rows.op('Less', [rows.op('Squeeze', ['n_source', rows.ints([0])]), n]) }
+    : { nSource: 'n_source' });
   const perDomain = config.batchNormStats !== 'per-domain' ? undefined : opts.deploy ? { deploy: opts.deploy } : { split: split() };
   const net = new Net(g, mode, { perDomain });
   const { b } = net;
