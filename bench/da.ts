@@ -20,7 +20,7 @@ import { buildArtifacts } from '../src/model/build-artifacts.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { BATCH_NORM_STATS, type BatchNormStats } from '../src/onnx/manifest.ts';
 
-interface Recipe {
+export interface Recipe {
   epochs: number;
   freeze_epochs: number;
   base_lr: number;
@@ -37,6 +37,8 @@ interface Recipe {
 
 export interface DaRow {
   shift: string;
+  /** The recipe variant (see `recipeVariants`); 'default' for the recipe as given. */
+  variant: string;
   seed: number;
   impl: 'ours' | 'torch';
   mode: 'source-only' | 'dann';
@@ -65,6 +67,7 @@ const DA_ARGS = {
   lrMult: { type: 'number', default: 1, min: 0, help: "fine_tune_dann's lr_mult" },
   lambda: { type: 'number', default: 0.1, min: 0, help: 'lambda of the domain loss' },
   moms: { type: 'string', default: '0.95,0.85,0.95', help: "one-cycle momentums" },
+  vary: { type: 'string', default: '', help: 'also run the recipe with each of these knobs ×2 and ×½ (lr, lambda, moms: 1 − momentum is scaled) and print how DANN holds up' },
   threads: { type: 'int', default: 2, min: 1, help: 'threads per side' },
   json: { type: 'flag', help: 'one JSON line per run' },
   rows: { type: 'string', default: '', help: 'print the table of the JSON lines that --json runs wrote to this file (e.g. one run per seed), train nothing' },
@@ -97,15 +100,16 @@ export async function benchDa(argv: string[]): Promise<DaRow[]> {
     epochs: v.epochs, freeze_epochs: 0, base_lr: v.lr, lr_mult: v.lrMult, pct_start: 0.3, div: 5, moms,
     lambda_domain: v.lambda, batch_size: batch, n_iter: Math.floor(sourceSize / batch), val_steps: Math.floor(valSize / batch), freeze_to: 1,
   };
+  const variants = recipeVariants(recipe, list(v.vary));
   const threads = v.threads;
   const out = resolve(v.out);
   mkdirSync(out, { recursive: true });
   const rows: DaRow[] = [];
-  const report = (row: DaRow, constantTargetMae: number) => {
+  const report = (row: DaRow, variant: Variant, constantTargetMae: number) => {
     rows.push(row);
     const acc = row.domain_accuracy.length ? ` domain_accuracy ${row.domain_accuracy.map((a) => a.toFixed(2)).join(' ')}` : '';
-    if (v.json) console.log(JSON.stringify({ ...row, backbone: v.backbone, image_size: size, bn_stats: v.bnStats, constant_target_mae: constantTargetMae, recipe } satisfies JsonRow));
-    else console.error(`${row.shift} seed ${row.seed} ${row.impl} ${row.mode}: target MAE ${row.target_mae.toFixed(3)}${acc} (${row.seconds.toFixed(0)} s)`);
+    if (v.json) console.log(JSON.stringify({ ...row, baseline: variant.baseline, backbone: v.backbone, image_size: size, bn_stats: v.bnStats, constant_target_mae: constantTargetMae, recipe: variant.recipe } satisfies JsonRow));
+    else console.error(`${row.shift} ${row.variant} seed ${row.seed} ${row.impl} ${row.mode}: target MAE ${row.target_mae.toFixed(3)}${acc} (${row.seconds.toFixed(0)} s)`);
   };
   // One dataset per shift: the seeds vary initial weights, data order and dropout, not the images.
   const datasets = await Promise.all(shifts.map(async (shift) => {
@@ -127,21 +131,60 @@ export async function benchDa(argv: string[]): Promise<DaRow[]> {
         const config = makeConfig({ imageSize: size, backbone: v.backbone as 'resnet18', outputs: [...shift.outputs], batchNormStats: v.bnStats as BatchNormStats });
         await buildArtifacts({ config, out: art, weights: 'none', weightsCache: out, seed });
       }
-      for (const mode of modes) {
-        for (const impl of impls) {
-          const t0 = performance.now();
-          const epochs = impl === 'ours' ? await runOurs(art, shift, data, recipe, mode, seed, threads) : runTorch(art, file, recipe, mode, seed, threads, out);
-          report({ shift: shift.name, seed, impl, mode, ...summarize(epochs, shift.outputs, mode, constant.sourceRmse), seconds: (performance.now() - t0) / 1000 }, constant.targetMae);
+      for (const variant of variants) {
+        // A variant that only changes lambda trains source-only exactly as its baseline does.
+        for (const mode of modes.filter((m) => m === 'dann' || variant.baseline === variant.name)) {
+          for (const impl of impls) {
+            const t0 = performance.now();
+            const r = variant.recipe;
+            const epochs = impl === 'ours' ? await runOurs(art, shift, data, r, mode, seed, threads) : runTorch(art, file, r, mode, seed, threads, out);
+            report({ shift: shift.name, variant: variant.name, seed, impl, mode, ...summarize(epochs, shift.outputs, mode, constant.sourceRmse), seconds: (performance.now() - t0) / 1000 }, variant, constant.targetMae);
+          }
         }
       }
     }
   }
-  if (!v.json) printTable(rows, recipe, size, `${v.backbone} (${v.bnStats} BatchNorm statistics)`, new Map(datasets.map((d) => [d.shift.name, d.constant.targetMae])));
+  if (!v.json) {
+    const constants = new Map(datasets.map((d) => [d.shift.name, d.constant.targetMae]));
+    if (variants.length > 1) printSensitivity(rows, new Map(variants.map((x) => [x.name, x.baseline])), constants);
+    else printTable(rows, recipe, size, `${v.backbone} (${v.bnStats} BatchNorm statistics)`, constants);
+  }
   return rows;
+}
+
+/** A recipe to run; `baseline` names the variant whose source-only runs DANN is judged against. */
+export interface Variant {
+  name: string;
+  recipe: Recipe;
+  baseline: string;
+}
+
+const KNOBS = ['lr', 'lambda', 'moms'] as const;
+
+/**
+ * The recipe and, for each knob, the recipe with that knob ×2 and ×½. Momentum is scaled through
+ * 1 − β1 (0.95 → 0.9 doubles it), since β1 itself cannot double. A lambda variant trains source-only
+ * exactly like the recipe, so it is judged against the recipe's source-only runs.
+ */
+export function recipeVariants(recipe: Recipe, knobs: string[]): Variant[] {
+  const variants: Variant[] = [{ name: 'default', recipe, baseline: 'default' }];
+  for (const knob of knobs) {
+    if (!(KNOBS as readonly string[]).includes(knob)) throw new UserError(`--vary ${knob}: choose from ${KNOBS.join(', ')}`);
+    for (const [label, f] of [['×2', 2], ['×½', 0.5]] as const) {
+      const name = `${knob} ${label}`;
+      const r = knob === 'lr' ? { ...recipe, base_lr: recipe.base_lr * f }
+        : knob === 'lambda' ? { ...recipe, lambda_domain: recipe.lambda_domain * f }
+        : { ...recipe, moms: recipe.moms.map((m) => 1 - (1 - m) * f) as Recipe['moms'] };
+      if (r.moms.some((m) => m < 0)) throw new UserError(`--vary moms: doubling 1 − momentum of ${recipe.moms.join(',')} goes below 0; give --moms closer to 1`);
+      variants.push({ name, recipe: r, baseline: knob === 'lambda' ? 'default' : name });
+    }
+  }
+  return variants;
 }
 
 /** A --json line: the row and what the table needs to say how it was made. */
 interface JsonRow extends DaRow {
+  baseline: string;
   backbone: string;
   image_size: number;
   bn_stats: string;
@@ -157,12 +200,21 @@ function tableFromRows(file: string): DaRow[] {
     throw new UserError(`--rows ${file}: cannot read it; give the file that \`npm run bench -- da --json\` output went to`);
   }
   // Other lines (npm's banner, progress) are skipped; only the bench's JSON rows count.
-  const rows = text.split('\n').filter((l) => l.startsWith('{"shift"')).map((l) => JSON.parse(l) as JsonRow);
+  // Rows written before variants existed are the recipe as given.
+  const rows = text.split('\n').filter((l) => l.startsWith('{"shift"')).map((l) => ({ variant: 'default', baseline: 'default', ...JSON.parse(l) }) as JsonRow);
   if (rows.length === 0) throw new UserError(`--rows ${file}: no JSON rows in it; write them with \`npm run bench -- da --json > ${file}\``);
   const first = rows[0];
-  const setups = new Set(rows.map((x) => JSON.stringify([x.backbone, x.image_size, x.bn_stats, x.recipe])));
-  if (setups.size > 1) throw new UserError(`--rows ${file}: rows of ${setups.size} different setups (backbone, size, BatchNorm statistics, recipe); give one setup per file`);
-  printTable(rows, first.recipe, first.image_size, `${first.backbone} (${first.bn_stats} BatchNorm statistics)`, new Map(rows.map((x) => [x.shift, x.constant_target_mae])));
+  const constants = new Map(rows.map((x) => [x.shift, x.constant_target_mae]));
+  // One setup per variant: the same backbone, size and statistics throughout, one recipe per variant.
+  const setups = new Set(rows.map((x) => JSON.stringify([x.variant, x.baseline, x.backbone, x.image_size, x.bn_stats, x.recipe])));
+  const variants = new Set(rows.map((x) => x.variant));
+  const common = new Set(rows.map((x) => JSON.stringify([x.backbone, x.image_size, x.bn_stats])));
+  if (setups.size > variants.size || common.size > 1) throw new UserError(`--rows ${file}: rows of different setups (backbone, size, BatchNorm statistics, or two recipes under one variant name); give one setup per file`);
+  if (variants.size > 1) {
+    printSensitivity(rows, new Map(rows.map((x) => [x.variant, x.baseline])), constants);
+    return rows;
+  }
+  printTable(rows, first.recipe, first.image_size, `${first.backbone} (${first.bn_stats} BatchNorm statistics)`, constants);
   return rows;
 }
 
@@ -260,5 +312,33 @@ function printTable(rows: DaRow[], r: Recipe, size: number, backbone: string, co
   if (dann.length) {
     const spread = dann.map(spreadOf);
     console.log(`\ndomain accuracy, spread (max − min) over the last 3 epochs of each DANN run: mean ${mean(spread).toFixed(2)}, worst ${Math.max(...spread).toFixed(2)}`);
+  }
+}
+
+/**
+ * One line per variant, shift and implementation: DANN's target MAE over the seeds, how many seeds it
+ * beat its baseline's source-only run, and how far the domain accuracy moved in its last epochs.
+ */
+export function printSensitivity(rows: DaRow[], baselines: Map<string, string>, constantTargetMae: Map<string, number>): void {
+  const seeds = [...new Set(rows.map((x) => x.seed))];
+  console.log(`\nDA sensitivity: target MAE summed over outputs, last epoch, seeds ${seeds.join(',')}; a constant prediction at the source mean scores ${[...constantTargetMae].map(([s, m]) => `${m.toFixed(3)} (${s})`).join(', ')}\n`);
+  console.log('| variant | shift | impl | source-only mean ± sd | DANN mean ± sd | DANN worst | DANN wins | domain accuracy spread, mean / worst |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const variant of [...new Set(rows.map((x) => x.variant))]) {
+    const baseline = baselines.get(variant) ?? variant;
+    for (const shift of [...new Set(rows.map((x) => x.shift))]) {
+      for (const impl of [...new Set(rows.map((x) => x.impl))]) {
+        const pick = (v: string, mode: DaRow['mode'], seed: number) => rows.find((x) => x.variant === v && x.shift === shift && x.impl === impl && x.mode === mode && x.seed === seed);
+        const dann = seeds.map((s) => pick(variant, 'dann', s)).filter((x): x is DaRow => !!x);
+        if (dann.length === 0) continue;
+        const so = seeds.map((s) => pick(baseline, 'source-only', s)).filter((x): x is DaRow => !!x);
+        const paired = dann.filter((d) => pick(baseline, 'source-only', d.seed));
+        const wins = paired.filter((d) => d.target_mae < pick(baseline, 'source-only', d.seed)!.target_mae).length;
+        const vals = dann.map((x) => x.target_mae);
+        const spreads = dann.filter((x) => x.domain_accuracy.length >= 2).map(spreadOf);
+        const stat = (v: number[]) => (v.length ? `${mean(v).toFixed(3)} ± ${sd(v).toFixed(3)}` : '—');
+        console.log(`| ${variant} | ${shift} | ${impl} | ${stat(so.map((x) => x.target_mae))} | ${stat(vals)} | ${Math.max(...vals).toFixed(3)} | ${paired.length ? `${wins}/${paired.length}` : ''} | ${spreads.length ? `${mean(spreads).toFixed(2)} / ${Math.max(...spreads).toFixed(2)}` : ''} |`);
+      }
+    }
   }
 }
