@@ -1,7 +1,7 @@
 /**
- * Graph rewrites around differentiation. Before: training-mode BatchNormalization becomes batch
- * statistics from plain ops + a marker node (so the backward uses the fused rule and running stats
- * follow PyTorch's unbiased update), and MaxPool, Dropout and LayerNormalization expose the outputs
+ * Graph rewrites around differentiation. Before: training-mode BatchNormalization (and the per-domain
+ * marker DomainBatchNormalization) becomes batch statistics from plain ops + a marker node (so the
+ * backward uses the fused rule and running stats follow PyTorch's unbiased update), and MaxPool, Dropout and LayerNormalization expose the outputs
  * their gradients read. After: markers become plain ai.onnx ops, so saved graphs hold standard ops only.
  */
 import { Builder } from '../onnx/builder.ts';
@@ -22,6 +22,10 @@ export function prepareForDifferentiation(g: Graph): void {
     if (node.op === 'Dropout' && node.inputs[2] && !node.outputs[1]) node.outputs[1] = g.fresh(`${node.name}/mask`);
     if (node.op === 'BatchNormalization' && node.domain === '' && attrInt(node, 'training_mode', 0) === 1) {
       lowerTrainingBatchNorm(g, b, node);
+      continue;
+    }
+    if (node.op === 'DomainBatchNormalization' && node.domain === MARKER_DOMAIN) {
+      lowerDomainBatchNorm(g, b, node);
       continue;
     }
     g.nodes.push(node);
@@ -45,8 +49,9 @@ function lowerTrainingBatchNorm(g: Graph, b: Builder, node: Node): void {
   const shape = g.info(x)?.shape;
   if (!shape) throw new UserError(`node ${node.name} (BatchNormalization): the shape of its input ${x} is unknown; give the model's inputs full shapes`);
   const { mean, variance, centred, count } = batchStatistics(b, x, shape);
-  // `centred` rides along so the backward reuses it instead of subtracting the mean again.
-  b.opN('BatchNormalizationTrain', [x, scale, bias, mean, variance, centred], { epsilon }, [y], MARKER_DOMAIN);
+  // `centred` rides along so the backward reuses it instead of subtracting the mean again, and `count` so the
+  // backward never reads x: a Size(x) there would keep x alive from the forward to the backward (docs/autodiff.md).
+  b.opN('BatchNormalizationTrain', [x, scale, bias, mean, variance, centred, count], { epsilon }, [y], MARKER_DOMAIN);
   g.extraOpsets.set(MARKER_DOMAIN, 1);
   if (newMean || newVar) {
     const m = 1 - onnxMomentum;
@@ -63,13 +68,9 @@ function lowerTrainingBatchNorm(g: Graph, b: Builder, node: Node): void {
  * this batch, docs/domain-batchnorm.md) are zeros rather than 0/0, and the backward stays finite.
  */
 function batchStatistics(b: Builder, x: string, shape: Dim[]): { mean: string; variance: string; centred: string; count: string } {
-  const { g } = b;
   const rank = shape.length;
   const axes = [0, ...Array.from({ length: rank - 2 }, (_, k) => k + 2)];
-  // ReduceSum took its axes as an input from opset 13, the other reductions from opset 18.
-  const reduce = (op: string, v: string) => (g.opset >= (op === 'ReduceSum' ? 13 : 18)
-    ? b.op(op, [v, b.ints(axes)], { keepdims: 0 })
-    : b.op(op, [v], { axes, keepdims: 0 }));
+  const reduce = (op: string, v: string) => reduceOver(b, op, v, axes);
   const dims = axes.map((a) => shape[a]);
   const staticCount = dims.every((d) => typeof d === 'number');
   const count = staticCount
@@ -81,6 +82,59 @@ function batchStatistics(b: Builder, x: string, shape: Dim[]): { mean: string; v
   return { mean, variance: b.op('Div', [reduce('ReduceSumSquare', centred), count]), centred, count };
 }
 
+/** A reduction over `axes` without keepdims; ReduceSum took its axes as an input from opset 13, the others from 18. */
+function reduceOver(b: Builder, op: string, v: string, axes: number[]): string {
+  return b.g.opset >= (op === 'ReduceSum' ? 13 : 18) ? b.op(op, [v, b.ints(axes)], { keepdims: 0 }) : b.op(op, [v], { axes, keepdims: 0 });
+}
+
+/**
+ * Per-domain batch statistics (docs/domain-batchnorm.md): the first n_source rows are normalised with
+ * their own mean and biased variance, the rest with theirs, without slicing x. Per-row channel sums
+ * ([N, C]) are summed by domain with a [2, N] row-to-domain matrix D, and the per-domain [2, C] values go
+ * back to rows through Dᵀ. x is read only here in the forward, so nothing keeps it until the backward
+ * (slices of it, a Concat of the halves and their shapes did: ~300 MB more peak memory at 128 px, 32 rows).
+ * The marker carries the plain-op result as input 0 and what the fused backward reads; its gradient
+ * reaches x, scale and bias through the rule alone. Running statistics follow PyTorch's unbiased update,
+ * per domain (outputs 1–2 source, 3–4 target).
+ */
+function lowerDomainBatchNorm(g: Graph, b: Builder, node: Node): void {
+  const [x, scale, bias, ...rest] = node.inputs;
+  const [sourceMean, sourceVar, targetMean, targetVar, nSource] = rest;
+  const [y, ...updated] = node.outputs;
+  const epsilon = attrFloat(node, 'epsilon', 1e-5);
+  const onnxMomentum = attrFloat(node, 'momentum', 0.9);
+  const shape = g.info(x)?.shape;
+  if (!shape) throw new UserError(`node ${node.name} (BatchNormalization): the shape of its input ${x} is unknown; give the model's inputs full shapes`);
+  const rank = shape.length;
+  const spatial = Array.from({ length: rank - 2 }, (_, k) => k + 2);
+  const view = (v: string) => (spatial.length ? b.op('Unsqueeze', [v, b.ints(spatial)]) : v);
+  const perRow = (op: string, v: string) => (spatial.length ? reduceOver(b, op, v, spatial) : op === 'ReduceSum' ? v : b.op('Mul', [v, v]));
+  const shapeOfX = b.op('Shape', [x]);
+  const rows = b.op('Range', [b.constant('int64', [0], []), b.op('Gather', [shapeOfX, b.constant('int64', [0], [])], { axis: 0 }), b.constant('int64', [1], [])]);
+  const isSource = b.op('Cast', [b.op('Less', [rows, b.op('Squeeze', [nSource, b.ints([0])])])], { to: DataType.float });
+  const d = b.op('Concat', [b.op('Unsqueeze', [isSource, b.ints([0])]), b.op('Unsqueeze', [b.op('Sub', [b.scalar(1), isSource]), b.ints([0])])], { axis: 0 });
+  const spatialSize = spatial.every((k) => typeof shape[k] === 'number')
+    ? b.scalar(spatial.reduce((p, k) => p * (shape[k] as number), 1))
+    : b.op('Cast', [b.op('ReduceProd', [b.op('Slice', [shapeOfX, b.ints([2]), b.ints([rank])])], { keepdims: 0 })], { to: DataType.float });
+  // Elements per domain and channel, [2, 1]; at least 1, so a domain without rows has zero statistics, not 0/0.
+  const count = b.op('Max', [b.scalar(1), b.op('Mul', [b.op('ReduceSum', [d, b.ints([1])], { keepdims: 1 }), spatialSize])]);
+  const byDomain = (perRowValues: string) => b.op('Div', [b.op('MatMul', [d, perRowValues]), count]);
+  const toRows = (perDomain: string) => view(b.op('Gemm', [d, perDomain], { transA: 1 }));
+  const mean = byDomain(perRow('ReduceSum', x));
+  const centred = b.op('Sub', [x, toRows(mean)]);
+  const variance = byDomain(perRow('ReduceSumSquare', centred));
+  const invstd = b.op('Reciprocal', [b.op('Sqrt', [b.op('Add', [variance, b.scalar(epsilon)])])]);
+  const normalised = b.op('Add', [b.op('Mul', [centred, toRows(b.op('Mul', [scale, invstd]))]), spatial.length ? b.op('Unsqueeze', [bias, b.ints([0, ...spatial])]) : bias]);
+  b.opN('DomainBatchNormalizationTrain', [normalised, x, scale, bias, centred, invstd, d, count], {}, [y], MARKER_DOMAIN);
+  g.extraOpsets.set(MARKER_DOMAIN, 1);
+  const unbiased = b.op('Div', [b.op('Mul', [variance, count]), b.op('Sub', [count, b.scalar(1)])]);
+  const pick = (v: string, k: number) => b.op('Gather', [v, b.constant('int64', [k], [])], { axis: 0 });
+  const ema = (run: string, batch: string, out: string) => b.op('Add', [b.op('Mul', [run, b.scalar(onnxMomentum)]), b.op('Mul', [batch, b.scalar(1 - onnxMomentum)])], {}, out);
+  [[sourceMean, pick(mean, 0)], [sourceVar, pick(unbiased, 0)], [targetMean, pick(mean, 1)], [targetVar, pick(unbiased, 1)]].forEach(([run, batch], k) => {
+    if (updated[k]) ema(run, batch, updated[k]);
+  });
+}
+
 /** Replaces marker ops by their ai.onnx forward meaning and drops the marker opset. */
 export function lowerMarkers(g: Graph): void {
   for (const node of g.nodes) {
@@ -89,9 +143,13 @@ export function lowerMarkers(g: Graph): void {
       node.op = 'Identity';
       node.inputs = [node.inputs[0]];
     } else if (node.op === 'BatchNormalizationTrain') {
-      // Inference mode over the batch statistics; `centred` was only for the backward.
+      // Inference mode over the batch statistics; `centred` and `count` were only for the backward.
       node.op = 'BatchNormalization';
       node.inputs = node.inputs.slice(0, 5);
+    } else if (node.op === 'DomainBatchNormalizationTrain') {
+      // Input 0 is the plain-op result; the rest were for the backward.
+      node.op = 'Identity';
+      node.inputs = [node.inputs[0]];
     } else throw new Error(`internal: unknown marker ${node.op}`);
     node.domain = '';
   }

@@ -30,22 +30,14 @@ function channelAxes(rank: number): number[] {
   return [0, ...Array.from({ length: rank - 2 }, (_, k) => k + 2)];
 }
 
-/** Elements reduced per channel, as a float scalar tensor: a constant when static, computed otherwise. */
-function perChannelCount(c: GradContext, x: string): string {
-  const s = c.shape(x);
-  const dims = channelAxes(s.length).map((k) => s[k]);
-  if (dims.every((d) => typeof d === 'number')) return c.b.scalar((dims as number[]).reduce((a, b) => a * b, 1));
-  const size = c.op('Cast', [c.op('Size', [x])], { to: DataType.float });
-  return c.op('Div', [size, c.b.scalar(s[1] as number)]);
-}
-
 /**
  * Batch-statistics BatchNormalization backward: dX = dY·k1 + (X−mean)·k2 + k3 with per-channel k's, so only two full
- * reductions touch dY. It works on the centred X, so no term subtracts two large nearly equal sums. Inputs 3–5
- * (mean, variance, X − mean; see lower.ts) are functions of X whose derivative the formula already holds.
+ * reductions touch dY. It works on the centred X, so no term subtracts two large nearly equal sums. Inputs 3–6
+ * (mean, variance, X − mean, elements per channel; see lower.ts) are functions of X whose derivative the formula
+ * already holds.
  */
 const batchNormTrain: GradRule = (c) => {
-  const [x, scale, , , variance, centred] = c.node.inputs;
+  const [x, scale, , , variance, centred, m] = c.node.inputs;
   const rank = c.rank(x);
   const axes = channelAxes(rank);
   const view = (v: string) => channelView(c, v, rank);
@@ -55,13 +47,41 @@ const batchNormTrain: GradRule = (c) => {
   const dscale = mul(c, c.reduceSum(mul(c, go, centred), axes, false), invstd);
   let dx: string | undefined;
   if (c.needs(0)) {
-    const m = perChannelCount(c, x);
     const k1 = mul(c, scale, invstd);
     const k2 = c.op('Neg', [c.op('Div', [mul(c, mul(c, k1, dscale), invstd), m])]);
     const k3 = c.op('Neg', [c.op('Div', [mul(c, k1, db), m])]);
     dx = c.op('Add', [mul(c, go, view(k1)), c.op('Add', [mul(c, centred, view(k2)), view(k3)])]);
   }
   return [dx, c.needs(1) ? dscale : undefined, c.needs(2) ? db : undefined];
+};
+
+/**
+ * Per-domain batch-statistics BatchNormalization backward (lower.ts, lowerDomainBatchNorm): the rule above once per
+ * domain. The per-row channel sums of dY and dY·(X−mean) are summed by domain through the [2, N] row-to-domain matrix
+ * D, the per-domain k's go back to rows through Dᵀ. Input 0 is the forward's plain-op result and gets no gradient:
+ * X, scale and bias get theirs here. Inputs 4–7: X − mean of its domain, 1/σ [2, C], D, elements per domain [2, 1].
+ */
+const domainBatchNormTrain: GradRule = (c) => {
+  const [, x, scale, , centred, invstd, d, m] = c.node.inputs;
+  const rank = c.rank(x);
+  const spatial = channelAxes(rank).slice(1);
+  const perRow = (v: string) => c.reduceSum(v, spatial, false);
+  const byDomain = (v: string) => c.op('MatMul', [d, perRow(v)]);
+  const toRows = (k: string) => {
+    const rows = c.op('Gemm', [d, k], { transA: 1 });
+    return spatial.length ? c.op('Unsqueeze', [rows, c.b.ints(spatial)]) : rows;
+  };
+  const go = c.GO();
+  const db = byDomain(go);
+  const dscale = mul(c, byDomain(mul(c, go, centred)), invstd);
+  let dx: string | undefined;
+  if (c.needs(1)) {
+    const k1 = mul(c, scale, invstd);
+    const k2 = c.op('Neg', [c.op('Div', [mul(c, mul(c, k1, dscale), invstd), m])]);
+    const k3 = c.op('Neg', [c.op('Div', [mul(c, k1, db), m])]);
+    dx = c.op('Add', [mul(c, go, toRows(k1)), c.op('Add', [mul(c, centred, toRows(k2)), toRows(k3)])]);
+  }
+  return [undefined, dx, c.needs(2) ? c.reduceSum(dscale, [0], false) : undefined, c.needs(3) ? c.reduceSum(db, [0], false) : undefined];
 };
 
 /** Inference-mode BatchNormalization: a per-channel affine map with constant statistics. */
@@ -470,6 +490,7 @@ export const gradientRules: Record<string, GradRule> = {
   },
   BatchNormalization: batchNormInference,
   [`${MARKER_DOMAIN}:BatchNormalizationTrain`]: batchNormTrain,
+  [`${MARKER_DOMAIN}:DomainBatchNormalizationTrain`]: domainBatchNormTrain,
   /** DANN's gradient reversal: identity forward, dY × −alpha backward (alpha is input 1). */
   [`${MARKER_DOMAIN}:GradientReversal`]: (c) => [c.op('Neg', [mul(c, c.GO(), c.I(1))]), undefined],
 };

@@ -10,6 +10,7 @@
  * source running statistics, the target rows the target ones. `deploy` builds the single-domain
  * graph that export folds: every row reads the statistics of the domain named.
  */
+import { MARKER_DOMAIN } from '../autodiff/rules.ts';
 import { Builder, float } from '../onnx/builder.ts';
 import { type Graph } from '../onnx/graph.ts';
 import { type Domain } from '../onnx/manifest.ts';
@@ -116,17 +117,18 @@ export class Net {
     source.mean.updatedBy = `${source.mean.name}.updated`;
     source.variance.updatedBy = `${source.variance.name}.updated`;
     if (!target) return train(x, source, [source.mean.updatedBy, source.variance.updatedBy]);
-    const [xs, xt] = this.splitRows(x);
-    const ys = train(xs, source, [source.mean.updatedBy, source.variance.updatedBy]);
+    // One marker for both domains: the autodiff lowers it to per-domain statistics without slicing x (lower.ts).
+    const { nSource, hasTarget } = this.domainSplit();
+    if (!hasTarget) throw new Error('internal: a per-domain BatchNorm train graph needs to know whether a batch has target rows');
     const fromTarget: [string, string] = [this.g.fresh(`${target.mean.name}.batch`), this.g.fresh(`${target.variance.name}.batch`)];
-    const yt = train(xt, target, fromTarget);
+    const [y] = b.opN('DomainBatchNormalization', [x, scale, bias, source.mean.name, source.variance.name, target.mean.name, target.variance.name, nSource],
+      { epsilon, momentum }, [this.g.fresh(`${name}/bn`), source.mean.updatedBy, source.variance.updatedBy, ...fromTarget], MARKER_DOMAIN);
+    this.g.extraOpsets.set(MARKER_DOMAIN, 1);
     // A batch without target rows (a source-only run) gives the target statistics the source update,
     // so such a run's target statistics stay equal to its source ones.
-    const { hasTarget } = this.domainSplit();
-    if (!hasTarget) throw new Error('internal: a per-domain BatchNorm train graph needs to know whether a batch has target rows');
     target.mean.updatedBy = b.op('Where', [hasTarget, fromTarget[0], source.mean.updatedBy], {}, `${target.mean.name}.updated`);
     target.variance.updatedBy = b.op('Where', [hasTarget, fromTarget[1], source.variance.updatedBy], {}, `${target.variance.name}.updated`);
-    return b.op('Concat', [ys, yt], { axis: 0 });
+    return y;
   }
 
   /** Registers one set of running statistics as buffers and graph inputs. */
@@ -139,10 +141,7 @@ export class Net {
     return { mean, variance };
   }
 
-  /**
-   * The source rows (the first n_source) and the target rows (the rest) of x. Two Slices: one Split measured no
-   * faster (docs/domain-batchnorm.md) and moved a per-domain parity case past its float32 bound.
-   */
+  /** The source rows (the first n_source) and the target rows (the rest) of x, for the eval graph. */
   private splitRows(x: string): [string, string] {
     const { b } = this;
     const { nSource } = this.domainSplit();

@@ -186,6 +186,12 @@ const rules: Record<string, ShapeRule> = {
     return { outputs: [{ dtype: c.in(0).dtype, shape: [x[0], cout, ...sp] }] };
   },
   BatchNormalizationTrain: same,
+  DomainBatchNormalizationTrain: same,
+  DomainBatchNormalization: (c) => {
+    const x = c.in(0);
+    const stat = { dtype: x.dtype, shape: c.in(3).shape };
+    return { outputs: [{ dtype: x.dtype, shape: x.shape }, stat, stat, stat, stat] };
+  },
   BatchNormalization: (c) => {
     const training = attrInt(c.node, 'training_mode', 0) === 1;
     const x = c.in(0);

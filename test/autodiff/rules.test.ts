@@ -146,6 +146,13 @@ const cases: Case[] = [
     constant: { RM: { dims: [3], data: new Float32Array(3) }, RV: { dims: [3], data: new Float32Array([1, 1, 1]) } },
     build: (b) => b.opN('BatchNormalization', ['X', 'S', 'B', 'RM', 'RV'], { epsilon: 1e-5, momentum: 0.9, training_mode: 1 }, 3)[0],
   },
+  ...[[2, [5, 2, 3, 2], [5, 2, 3, 2]], [1, [4, 3], ['N', 3]], [3, [3, 2, 2, 2], [3, 2, 2, 2]]].map(([nSource, dims, declared]): Case => ({
+    rule: 'ort_dann:DomainBatchNormalizationTrain',
+    name: `per-domain BatchNorm training mode, source rows ${nSource} of ${(dims as number[])[0]}${(declared as unknown[])[0] === 'N' ? ', symbolic batch' : ''}`,
+    inputs: { X: dims as number[], S: [(dims as number[])[1]], B: [(dims as number[])[1]] }, declared: { X: declared as (number | string)[] },
+    constant: Object.fromEntries(['RMs', 'RVs', 'RMt', 'RVt'].map((k) => [k, { dims: [(dims as number[])[1]], data: new Float32Array((dims as number[])[1]).fill(k.includes('V') ? 1 : 0) }])),
+    build: (b: Builder) => b.opN('DomainBatchNormalization', ['X', 'S', 'B', 'RMs', 'RVs', 'RMt', 'RVt', b.ints([nSource as number])], { epsilon: 1e-5, momentum: 0.9 }, 5, 'ort_dann')[0],
+  })),
   {
     // ORT draws a new mask every run, so finite differences need ratio 0 here; the masked case is checked exactly below.
     rule: 'Dropout', name: 'Dropout training mode', inputs: { X: [4, 5] },
@@ -183,7 +190,7 @@ test('docs/autodiff.md names every op that has a gradient rule', () => {
 });
 
 test('generated graphs hold only ai.onnx ops after lowering the markers', async () => {
-  for (const rule of ['ort_dann:GradientReversal', 'ort_dann:BatchNormalizationTrain']) {
+  for (const rule of ['ort_dann:GradientReversal', 'ort_dann:BatchNormalizationTrain', 'ort_dann:DomainBatchNormalizationTrain']) {
     const { graph } = await checkGradients(cases.find((c) => c.rule === rule)!);
     assert.ok(graph.nodes.every((n) => n.domain === ''), `${rule}: marker ops remain after lowering`);
     assert.equal(graph.extraOpsets.size, 0);
