@@ -40,18 +40,9 @@ const batchNormTrain: GradRule = (c) => {
   const [x, scale, , , variance, centred, m] = c.node.inputs;
   const rank = c.rank(x);
   const axes = channelAxes(rank);
-  const view = (v: string) => channelView(c, v, rank);
-  const go = c.GO();
   const invstd = c.op('Reciprocal', [c.op('Sqrt', [c.op('Add', [variance, c.b.scalar(c.float('epsilon', 1e-5))])])]);
-  const db = c.reduceSum(go, axes, false);
-  const dscale = mul(c, c.reduceSum(mul(c, go, centred), axes, false), invstd);
-  let dx: string | undefined;
-  if (c.needs(0)) {
-    const k1 = mul(c, scale, invstd);
-    const k2 = c.op('Neg', [c.op('Div', [mul(c, mul(c, k1, dscale), invstd), m])]);
-    const k3 = c.op('Neg', [c.op('Div', [mul(c, k1, db), m])]);
-    dx = c.op('Add', [mul(c, go, view(k1)), c.op('Add', [mul(c, centred, view(k2)), view(k3)])]);
-  }
+  const { dx, dscale, db } = fusedBatchNormBackward(c, { scale, invstd, centred, m, needsX: c.needs(0) },
+    (v) => c.reduceSum(v, axes, false), (k) => channelView(c, k, rank));
   return [dx, c.needs(1) ? dscale : undefined, c.needs(2) ? db : undefined];
 };
 
@@ -63,26 +54,32 @@ const batchNormTrain: GradRule = (c) => {
  */
 const domainBatchNormTrain: GradRule = (c) => {
   const [, x, scale, , centred, invstd, d, m] = c.node.inputs;
-  const rank = c.rank(x);
-  const spatial = channelAxes(rank).slice(1);
-  const perRow = (v: string) => c.reduceSum(v, spatial, false);
-  const byDomain = (v: string) => c.op('MatMul', [d, perRow(v)]);
+  const spatial = channelAxes(c.rank(x)).slice(1);
   const toRows = (k: string) => {
     const rows = c.op('Gemm', [d, k], { transA: 1 });
     return spatial.length ? c.op('Unsqueeze', [rows, c.b.ints(spatial)]) : rows;
   };
-  const go = c.GO();
-  const db = byDomain(go);
-  const dscale = mul(c, byDomain(mul(c, go, centred)), invstd);
-  let dx: string | undefined;
-  if (c.needs(1)) {
-    const k1 = mul(c, scale, invstd);
-    const k2 = c.op('Neg', [c.op('Div', [mul(c, mul(c, k1, dscale), invstd), m])]);
-    const k3 = c.op('Neg', [c.op('Div', [mul(c, k1, db), m])]);
-    dx = c.op('Add', [mul(c, go, toRows(k1)), c.op('Add', [mul(c, centred, toRows(k2)), toRows(k3)])]);
-  }
+  const { dx, dscale, db } = fusedBatchNormBackward(c, { scale, invstd, centred, m, needsX: c.needs(1) },
+    (v) => c.op('MatMul', [d, c.reduceSum(v, spatial, false)]), toRows);
   return [undefined, dx, c.needs(2) ? c.reduceSum(dscale, [0], false) : undefined, c.needs(3) ? c.reduceSum(db, [0], false) : undefined];
 };
+
+/**
+ * dX = dY·k1 + (X−mean)·k2 + k3 per group of rows that share statistics (all rows, or one domain's), with dscale and
+ * db per group. `reduce` sums a full-size tensor into per-group channel values, `broadcast` sends them back to rows.
+ */
+function fusedBatchNormBackward(c: GradContext, v: { scale: string; invstd: string; centred: string; m: string; needsX: boolean },
+  reduce: (full: string) => string, broadcast: (perGroup: string) => string): { dx?: string; dscale: string; db: string } {
+  const { scale, invstd, centred, m } = v;
+  const go = c.GO();
+  const db = reduce(go);
+  const dscale = mul(c, reduce(mul(c, go, centred)), invstd);
+  if (!v.needsX) return { dscale, db };
+  const k1 = mul(c, scale, invstd);
+  const k2 = c.op('Neg', [c.op('Div', [mul(c, mul(c, k1, dscale), invstd), m])]);
+  const k3 = c.op('Neg', [c.op('Div', [mul(c, k1, db), m])]);
+  return { dx: c.op('Add', [mul(c, go, broadcast(k1)), c.op('Add', [mul(c, centred, broadcast(k2)), broadcast(k3)])]), dscale, db };
+}
 
 /** Inference-mode BatchNormalization: a per-channel affine map with constant statistics. */
 const batchNormInference: GradRule = (c) => {
