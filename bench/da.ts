@@ -332,8 +332,8 @@ export function printSensitivity(rows: DaRow[], baselines: Map<string, string>, 
         const dann = seeds.map((s) => pick(variant, 'dann', s)).filter((x): x is DaRow => !!x);
         if (dann.length === 0) continue;
         const so = seeds.map((s) => pick(baseline, 'source-only', s)).filter((x): x is DaRow => !!x);
-        const paired = dann.filter((d) => pick(baseline, 'source-only', d.seed));
-        const wins = paired.filter((d) => d.target_mae < pick(baseline, 'source-only', d.seed)!.target_mae).length;
+        const paired = dann.flatMap((d) => so.filter((b) => b.seed === d.seed).map((b) => [d, b] as const));
+        const wins = paired.filter(([d, b]) => d.target_mae < b.target_mae).length;
         const vals = dann.map((x) => x.target_mae);
         const spreads = dann.filter((x) => x.domain_accuracy.length >= 2).map(spreadOf);
         const stat = (v: number[]) => (v.length ? `${mean(v).toFixed(3)} ± ${sd(v).toFixed(3)}` : '—');

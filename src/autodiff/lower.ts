@@ -1,8 +1,8 @@
 /**
  * Graph rewrites around differentiation. Before: training-mode BatchNormalization (and the per-domain
  * marker DomainBatchNormalization) becomes batch statistics from plain ops + a marker node (so the
- * backward uses the fused rule and running stats follow PyTorch's unbiased update), and MaxPool, Dropout and LayerNormalization expose the outputs
- * their gradients read. After: markers become plain ai.onnx ops, so saved graphs hold standard ops only.
+ * backward uses the fused rule and running stats follow PyTorch's unbiased update), and MaxPool,
+ * Dropout and LayerNormalization expose the outputs their gradients read. After: markers become plain ai.onnx ops, so saved graphs hold standard ops only.
  */
 import { Builder } from '../onnx/builder.ts';
 import { UserError } from '../errors.ts';
@@ -46,20 +46,29 @@ function lowerTrainingBatchNorm(g: Graph, b: Builder, node: Node): void {
   const [y, newMean, newVar] = node.outputs;
   const epsilon = attrFloat(node, 'epsilon', 1e-5);
   const onnxMomentum = attrFloat(node, 'momentum', 0.9);
-  const shape = g.info(x)?.shape;
-  if (!shape) throw new UserError(`node ${node.name} (BatchNormalization): the shape of its input ${x} is unknown; give the model's inputs full shapes`);
-  const { mean, variance, centred, count } = batchStatistics(b, x, shape);
+  const { mean, variance, centred, count } = batchStatistics(b, x, inputShape(g, node, x));
   // `centred` rides along so the backward reuses it instead of subtracting the mean again, and `count` so the
   // backward never reads x: a Size(x) there would keep x alive from the forward to the backward (docs/autodiff.md).
   b.opN('BatchNormalizationTrain', [x, scale, bias, mean, variance, centred, count], { epsilon }, [y], MARKER_DOMAIN);
   g.extraOpsets.set(MARKER_DOMAIN, 1);
-  if (newMean || newVar) {
-    const m = 1 - onnxMomentum;
-    const unbiased = b.op('Div', [b.op('Mul', [variance, count]), b.op('Sub', [count, b.scalar(1)])]);
-    const ema = (run: string, batch: string, out: string) => b.op('Add', [b.op('Mul', [run, b.scalar(onnxMomentum)]), b.op('Mul', [batch, b.scalar(m)])], {}, out);
-    if (newMean) ema(runMean, mean, newMean);
-    if (newVar) ema(runVar, unbiased, newVar);
-  }
+  if (newMean) runningUpdate(b, onnxMomentum, runMean, mean, newMean);
+  if (newVar) runningUpdate(b, onnxMomentum, runVar, unbiasedVariance(b, variance, count), newVar);
+}
+
+function inputShape(g: Graph, node: Node, x: string): Dim[] {
+  const shape = g.info(x)?.shape;
+  if (!shape) throw new UserError(`node ${node.name} (BatchNormalization): the shape of its input ${x} is unknown; give the model's inputs full shapes`);
+  return shape;
+}
+
+/** PyTorch's unbiased batch variance from the biased one over `count` elements. */
+function unbiasedVariance(b: Builder, variance: string, count: string): string {
+  return b.op('Div', [b.op('Mul', [variance, count]), b.op('Sub', [count, b.scalar(1)])]);
+}
+
+/** A running statistic's update, in ONNX's momentum convention: run · momentum + batch · (1 − momentum), into `out`. */
+function runningUpdate(b: Builder, onnxMomentum: number, run: string, batch: string, out: string): void {
+  b.op('Add', [b.op('Mul', [run, b.scalar(onnxMomentum)]), b.op('Mul', [batch, b.scalar(1 - onnxMomentum)])], {}, out);
 }
 
 /**
@@ -98,13 +107,11 @@ function reduceOver(b: Builder, op: string, v: string, axes: number[]): string {
  * per domain (outputs 1–2 source, 3–4 target).
  */
 function lowerDomainBatchNorm(g: Graph, b: Builder, node: Node): void {
-  const [x, scale, bias, ...rest] = node.inputs;
-  const [sourceMean, sourceVar, targetMean, targetVar, nSource] = rest;
+  const [x, scale, bias, sourceMean, sourceVar, targetMean, targetVar, nSource] = node.inputs;
   const [y, ...updated] = node.outputs;
   const epsilon = attrFloat(node, 'epsilon', 1e-5);
   const onnxMomentum = attrFloat(node, 'momentum', 0.9);
-  const shape = g.info(x)?.shape;
-  if (!shape) throw new UserError(`node ${node.name} (BatchNormalization): the shape of its input ${x} is unknown; give the model's inputs full shapes`);
+  const shape = inputShape(g, node, x);
   const rank = shape.length;
   const spatial = Array.from({ length: rank - 2 }, (_, k) => k + 2);
   const view = (v: string) => (spatial.length ? b.op('Unsqueeze', [v, b.ints(spatial)]) : v);
@@ -127,11 +134,10 @@ function lowerDomainBatchNorm(g: Graph, b: Builder, node: Node): void {
   const normalised = b.op('Add', [b.op('Mul', [centred, toRows(b.op('Mul', [scale, invstd]))]), spatial.length ? b.op('Unsqueeze', [bias, b.ints([0, ...spatial])]) : bias]);
   b.opN('DomainBatchNormalizationTrain', [normalised, x, scale, bias, centred, invstd, d, count], {}, [y], MARKER_DOMAIN);
   g.extraOpsets.set(MARKER_DOMAIN, 1);
-  const unbiased = b.op('Div', [b.op('Mul', [variance, count]), b.op('Sub', [count, b.scalar(1)])]);
+  const unbiased = unbiasedVariance(b, variance, count);
   const pick = (v: string, k: number) => b.op('Gather', [v, b.constant('int64', [k], [])], { axis: 0 });
-  const ema = (run: string, batch: string, out: string) => b.op('Add', [b.op('Mul', [run, b.scalar(onnxMomentum)]), b.op('Mul', [batch, b.scalar(1 - onnxMomentum)])], {}, out);
   [[sourceMean, pick(mean, 0)], [sourceVar, pick(unbiased, 0)], [targetMean, pick(mean, 1)], [targetVar, pick(unbiased, 1)]].forEach(([run, batch], k) => {
-    if (updated[k]) ema(run, batch, updated[k]);
+    if (updated[k]) runningUpdate(b, onnxMomentum, run, batch, updated[k]);
   });
 }
 
