@@ -91,8 +91,17 @@ function batchStatistics(b: Builder, x: string, shape: Dim[]): { mean: string; v
   return { mean, variance: b.op('Div', [reduce('ReduceSumSquare', centred), count]), centred, count };
 }
 
-/** A reduction over `axes` without keepdims; ReduceSum took its axes as an input from opset 13, the others from 18. */
+/**
+ * A reduction over `axes` without keepdims; ReduceSum took its axes as an input from opset 13, the others from 18.
+ * ReduceSumSquare over several axes is staged: ORT's CPU kernel sums them in one serial float32 chain, off by
+ * ~2e-6 relative over a 50×50 map (BatchNorm variances, so every normalised value), while the innermost axis alone
+ * and ReduceSum's vectorised kernel stay near float32 rounding (1e-7; docs/da-parity.md).
+ */
 function reduceOver(b: Builder, op: string, v: string, axes: number[]): string {
+  if (op === 'ReduceSumSquare' && axes.length > 1) {
+    const last = Math.max(...axes);
+    return reduceOver(b, 'ReduceSum', reduceOver(b, op, v, [last]), axes.filter((a) => a !== last));
+  }
   return b.g.opset >= (op === 'ReduceSum' ? 13 : 18) ? b.op(op, [v, b.ints(axes)], { keepdims: 0 }) : b.op(op, [v], { axes, keepdims: 0 });
 }
 
@@ -127,8 +136,15 @@ function lowerDomainBatchNorm(g: Graph, b: Builder, node: Node): void {
   const count = b.op('Max', [b.scalar(1), b.op('Mul', [b.op('ReduceSum', [d, b.ints([1])], { keepdims: 1 }), spatialSize])]);
   const byDomain = (perRowValues: string) => b.op('Div', [b.op('MatMul', [d, perRowValues]), count]);
   const toRows = (perDomain: string) => view(b.op('Gemm', [d, perDomain], { transA: 1 }));
-  const mean = byDomain(perRow('ReduceSum', x));
-  const centred = b.op('Sub', [x, toRows(mean)]);
+  // Corrected two-pass statistics: the float32 mean of a first pass is off by about ε·|mean|, which is large
+  // against the spread when a group's values are close (two rows of a 1×1 map) or far from zero; the mean of
+  // the deviations from it recovers that error exactly enough. PyTorch's CPU BatchNorm gets there by summing
+  // in double, which not every provider has (docs/da-parity.md).
+  const rough = byDomain(perRow('ReduceSum', x));
+  const deviation = b.op('Sub', [x, toRows(rough)]);
+  const correction = byDomain(perRow('ReduceSum', deviation));
+  const mean = b.op('Add', [rough, correction]);
+  const centred = b.op('Sub', [deviation, toRows(correction)]);
   const variance = byDomain(perRow('ReduceSumSquare', centred));
   const invstd = b.op('Reciprocal', [b.op('Sqrt', [b.op('Add', [variance, b.scalar(epsilon)])])]);
   const normalised = b.op('Add', [b.op('Mul', [centred, toRows(b.op('Mul', [scale, invstd]))]), spatial.length ? b.op('Unsqueeze', [bias, b.ints([0, ...spatial])]) : bias]);

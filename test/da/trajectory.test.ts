@@ -5,7 +5,7 @@
  * three unfrozen ones with discriminative lrs, the one-cycle lr and momentum, Adam, the GRL schedule.
  * The reference computes its own schedule; the schedule must agree to float64 rounding. Losses and
  * parameters must stay within a bound of PyTorch's own float32 divergence from its float64 run.
- * The artifacts pin the seed's BatchNorm (statistics over the combined batch): this test is about the recipe.
+ * Twice: with per-domain BatchNorm statistics (the default) and with the seed's statistics over the combined batch.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,10 +39,16 @@ interface RefRecord {
 
 const f32 = (data: Float32Array, shape: number[]): Tensor => ({ dtype: 'F32', shape, data });
 
-test('40 steps of fine_tune_dann track the PyTorch reference loop', { timeout: 45 * 60_000 }, async () => {
+for (const batchNormStats of ['per-domain', 'combined'] as const) {
+  test(`40 steps of fine_tune_dann track the PyTorch reference loop (${batchNormStats} BatchNorm statistics)`, { timeout: 45 * 60_000 }, () => trajectory(batchNormStats));
+}
+
+async function trajectory(batchNormStats: 'per-domain' | 'combined'): Promise<void> {
   const shift = SHIFTS.sprites;
-  const art = join(root, 'artifacts');
-  const manifest = await buildArtifacts({ config: makeConfig({ imageSize: SIZE, backbone: 'resnet18', outputs: [...shift.outputs], batchNormStats: 'combined' }), out: art, weights: 'none', weightsCache: root, seed: 3 });
+  const dir = join(root, batchNormStats);
+  mkdirSync(dir);
+  const art = join(dir, 'artifacts');
+  const manifest = await buildArtifacts({ config: makeConfig({ imageSize: SIZE, backbone: 'resnet18', outputs: [...shift.outputs], batchNormStats }), out: art, weights: 'none', weightsCache: root, seed: 3 });
   const splits = {
     source: renderSplit(shift, 'source', 'train', 24, SIZE, 1),
     target: renderSplit(shift, 'target', 'train', 18, SIZE, 1),
@@ -96,7 +102,7 @@ test('40 steps of fine_tune_dann track the PyTorch reference loop', { timeout: 4
   const cat = (arrays: Float32Array[]) => { const out = new Float32Array(arrays.reduce((n, a) => n + a.length, 0)); let o = 0; for (const a of arrays) { out.set(a, o); o += a.length; } return out; };
   const ints = (rows: number[][]) => ({ dtype: 'I64', shape: [rows.length, rows[0].length], data: BigInt64Array.from(rows.flat().map(BigInt)) }) as Tensor;
   const plane = [3, SIZE, SIZE];
-  const dataFile = join(root, 'data.safetensors');
+  const dataFile = join(dir, 'data.safetensors');
   await writeSafetensors(dataFile, new Map<string, Tensor>([
     ['source_images', f32(splits.source.images, [24, ...plane])], ['source_labels', f32(splits.source.labels, [24, 3])],
     ['target_images', f32(splits.target.images, [18, ...plane])],
@@ -106,9 +112,9 @@ test('40 steps of fine_tune_dann track the PyTorch reference loop', { timeout: 4
     ['mask_label', f32(cat(masks.label), [steps, BATCH, 256])], ['mask_domain', f32(cat(masks.domain), [steps, 2 * BATCH, 256])],
   ]));
   const reference = async (dtype: 'float32' | 'float64') => {
-    const specFile = join(root, `spec-${dtype}.json`);
+    const specFile = join(dir, `spec-${dtype}.json`);
     writeFileSync(specFile, JSON.stringify({ artifacts: art, data: dataFile, recipe: RECIPE, dtype, threads: 1, order: 'given' }));
-    const out = join(root, `ref-${dtype}.safetensors`);
+    const out = join(dir, `ref-${dtype}.safetensors`);
     const record = JSON.parse(runPythonFile(join(import.meta.dirname, '../../tools/reference/whole_run.py'), [specFile, out])) as RefRecord;
     return { record, state: (await readSafetensors(out)).tensors };
   };
@@ -155,22 +161,26 @@ test('40 steps of fine_tune_dann track the PyTorch reference loop', { timeout: 4
   console.log(`# parameters after ${steps} steps, ‖Δ‖/‖ref‖ vs float64: ours worst ${worstOurs.ours.toExponential(2)} (${worstOurs.name}; torch32 there ${worstOurs.torch.toExponential(2)}), torch32 worst ${worstTorch.torch.toExponential(2)} (${worstTorch.name})`);
   console.log(`# median ours ${median(rows.map((r) => r.ours)).toExponential(2)}, torch32 ${median(rows.map((r) => r.torch)).toExponential(2)}`);
 
-  // Validation metrics every epoch.
+  // Validation metrics every epoch, held to PyTorch float32's worst relative error on any of them so far, as the
+  // losses are: all are functions of the same drifting weights, and one metric's float32 error at one epoch is a
+  // single draw that can land on float64 by chance (seen: 5.9e-6 on a target MAE where valid_loss was off by 2.6e-4).
   assert.equal(ours.epochs.length, t64.record.epochs.length);
+  const keys = ['valid_loss', ...outputNames.map((name) => `target_mae_${name}`)];
+  let torchWorstMetric = 0;
   ours.epochs.forEach((m, e) => {
     const want = t64.record.epochs[e];
     const torch = t32.record.epochs[e];
+    const rel = (v: number, key: string) => Math.abs(v - want[key]) / Math.abs(want[key]);
     console.log(`# epoch ${e}: valid_loss ours ${m.valid_loss.toPrecision(7)} torch32 ${torch.valid_loss.toPrecision(7)} float64 ${want.valid_loss.toPrecision(7)}; domain_accuracy ${m.domain_accuracy} / ${torch.domain_accuracy} / ${want.domain_accuracy}`);
-    const bound = Math.max(PARAM_FACTOR * Math.abs(torch.valid_loss - want.valid_loss), LOSS_FLOOR * want.valid_loss);
-    if (!(Math.abs(m.valid_loss - want.valid_loss) <= bound)) failures.push(`epoch ${e} valid_loss ${m.valid_loss} vs ${want.valid_loss}`);
-    for (const name of outputNames) {
-      const key = `target_mae_${name}`;
-      if (!(Math.abs(m[key] - want[key]) <= Math.max(PARAM_FACTOR * Math.abs(torch[key] - want[key]), LOSS_FLOOR * want[key]))) failures.push(`epoch ${e} ${key} ${m[key]} vs ${want[key]}`);
+    torchWorstMetric = Math.max(torchWorstMetric, ...keys.map((key) => rel(torch[key], key)));
+    const bound = Math.max(PARAM_FACTOR * torchWorstMetric, LOSS_FLOOR);
+    for (const key of keys) {
+      if (!(rel(m[key], key) <= bound)) failures.push(`epoch ${e} ${key}: ours ${m[key]} vs float64 ${want[key]} (relative ${rel(m[key], key).toExponential(2)}, bound ${bound.toExponential(2)})`);
     }
   });
   assert.ok(ourWorstRatio <= 1, `a step's loss left the bound (worst ratio ${ourWorstRatio.toFixed(2)})`);
   assert.deepEqual(failures, [], 'parameters or validation metrics left the float32 bound');
-});
+}
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 /** Ours may be this many times further from float64 than PyTorch's own float32 run (measured, see docs/da-parity.md). */
