@@ -2,7 +2,8 @@
  * Graph rewrites around differentiation. Before: training-mode BatchNormalization (and the per-domain
  * marker DomainBatchNormalization) becomes batch statistics from plain ops + a marker node (so the
  * backward uses the fused rule and running stats follow PyTorch's unbiased update), and MaxPool,
- * Dropout and LayerNormalization expose the outputs their gradients read. After: markers become plain ai.onnx ops, so saved graphs hold standard ops only.
+ * Dropout and LayerNormalization expose the outputs their gradients read. After: markers become plain
+ * ai.onnx ops, so saved graphs hold standard ops only.
  */
 import { Builder } from '../onnx/builder.ts';
 import { UserError } from '../errors.ts';
