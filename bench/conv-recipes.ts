@@ -65,7 +65,7 @@ async function time(layer: (typeof layers)[number], dx: DxRecipe, dw: DwRecipe, 
 }
 
 const dxRecipes: DxRecipe[] = ['flipped-conv', 'conv-transpose', 'single-window'];
-const dwRecipes: DwRecipe[] = ['per-tap-matmul', 'im2col-gemm', 'dilated-conv', 'single-window'];
+const dwRecipes: DwRecipe[] = ['per-tap-matmul', 'gathered-im2col', 'im2col-gemm', 'dilated-conv', 'single-window'];
 for (const layer of layers) {
   const [name, , , k, stride, pad, H] = layer;
   const OH = Math.floor((H + 2 * pad - k) / stride) + 1;

@@ -17,7 +17,7 @@ export interface ConvGeometry {
 }
 
 export type DxRecipe = 'flipped-conv' | 'conv-transpose' | 'single-window';
-export type DwRecipe = 'per-tap-matmul' | 'dilated-conv' | 'single-window' | 'im2col-gemm';
+export type DwRecipe = 'per-tap-matmul' | 'dilated-conv' | 'single-window' | 'im2col-gemm' | 'gathered-im2col';
 
 /** The per-layer choice. Measured winners: flip for stride 1, ConvTranspose for strided, one MatMul for 1×1 maps. */
 export function chooseConvRecipes(geo: ConvGeometry): { dx: DxRecipe; dw: DwRecipe } {
@@ -33,7 +33,9 @@ function defaultRecipes(geo: ConvGeometry): { dx: DxRecipe; dw: DwRecipe } {
   const flipPads = flippedPads(geo);
   const dx: DxRecipe = singleOut ? 'single-window' : unitStride && flipPads.every((p) => p >= 0) ? 'flipped-conv' : 'conv-transpose';
   // Few input channels (the RGB stem): per-tap MatMuls would be kh·kw skinny products; a dilated Conv wins.
-  const dw: DwRecipe = singleOut ? 'single-window' : geo.C <= 4 ? 'dilated-conv' : 'per-tap-matmul';
+  // Few output channels: each thread of a per-tap product packs all of X for little work; one gathered
+  // im2col GEMM splits its wide side instead (docs/conv-backward.md).
+  const dw: DwRecipe = singleOut ? 'single-window' : geo.C <= 4 ? 'dilated-conv' : geo.K <= 256 && geo.kh * geo.kw > 1 ? 'gathered-im2col' : 'per-tap-matmul';
   return { dx, dw };
 }
 
@@ -124,6 +126,20 @@ export function convWeightGrad(c: GradContext, geo: ConvGeometry, recipe: DwReci
     const full = c.op('Conv', [xt, gt], { kernel_shape: [OH, OW], strides: [...dilations], dilations: [...strides], pads: [...pads] });
     const cut = c.op('Slice', [full, c.b.ints([0, 0]), c.b.ints([kh, kw]), c.b.ints([2, 3])]);
     return c.op('Transpose', [cut], { perm: [1, 0, 2, 3] });
+  }
+  if (recipe === 'gathered-im2col') {
+    // im2col as one Gather of NHWC rows ([N·P, taps·C]), then one GEMM whose wide side is taps·C: ORT's
+    // GEMM threads split that side, where per-tap products (M·N = K·C) make every thread pack all of X.
+    const [Hp, Wp] = [geo.H + pads[0] + pads[2], geo.W + pads[1] + pads[3]];
+    const idx: number[] = [];
+    for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
+      for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) idx.push((oh * strides[0] + i * dilations[0]) * Wp + ow * strides[1] + j * dilations[1]);
+    }
+    const rows = c.op('Reshape', [c.op('Transpose', [padded], { perm: [0, 2, 3, 1] }), c.b.ints([0, Hp * Wp, C])]);
+    const cols = c.op('Reshape', [c.op('Gather', [rows, c.b.constant('int64', idx, [OH * OW, kh * kw])], { axis: 1 }), c.b.ints([-1, kh * kw * C])]);
+    const d = c.op('Reshape', [c.op('Transpose', [go], { perm: [1, 0, 2, 3] }), c.b.ints([K, -1])]);
+    const dw = c.op('Reshape', [c.op('MatMul', [d, cols]), c.b.ints([K, kh * kw, C])]);
+    return c.op('Reshape', [c.op('Transpose', [dw], { perm: [0, 2, 1] }), c.b.ints([K, C, kh, kw])]);
   }
   // Per tap: dW[:,:,i,j] = dY[K, N·P] · X_shifted[N·P, C], X laid out NHWC once.
   const xh = c.op('Transpose', [padded], { perm: [0, 2, 3, 1] });

@@ -16,6 +16,7 @@ import {
 } from '../onnx/manifest.ts';
 import { encodeModel } from '../onnx/proto.ts';
 import { inferShapes } from '../onnx/shapes.ts';
+import { stackBatchForSmallMaps } from '../onnx/stack-batch.ts';
 import { assignParamGroups, SEED_DANN_GROUPS } from '../training/param-groups.ts';
 import { buildDann } from './dann.ts';
 import { type BufferEntry, type ParamEntry } from './net.ts';
@@ -77,11 +78,12 @@ export async function compileArtifacts(opts: BuildOptions): Promise<BuiltArtifac
     ...[...updates.keys()].map((name) => ({ name, dtype: 'float' as const })),
   );
   const gradOf = differentiate(train.graph, { loss: 'loss', wrt: paramNames });
+  stackBatchForSmallMaps(train.graph);
   const grads = new Map([...gradOf].map(([p, g]) => [g, p]));
 
   const evalModel = buildDann(config, 'eval');
   evalModel.graph.outputs.push(...['prediction', 'domain_logit', 'loss', 'regression_loss', 'domain_loss'].map((name) => ({ name, dtype: 'float' as const })));
-  inferShapes(evalModel.graph);
+  stackBatchForSmallMaps(evalModel.graph);
 
   const adam = buildAdamGraph();
   inferShapes(adam);

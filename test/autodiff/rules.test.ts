@@ -227,7 +227,7 @@ test('every conv backward recipe matches finite differences on strided, padded, 
     [[2, 3, 11, 11], [4, 3, 7, 7], { pads: [3, 3, 3, 3], strides: [2, 2] }],
   ];
   try {
-    for (const dw of ['per-tap-matmul', 'dilated-conv', 'im2col-gemm'] as const) {
+    for (const dw of ['per-tap-matmul', 'gathered-im2col', 'dilated-conv', 'im2col-gemm'] as const) {
       for (const dx of ['conv-transpose', 'flipped-conv'] as const) {
         convRecipePolicy.choose = (geo) => ({ dw, dx: dx === 'flipped-conv' && (geo.strides[0] > 1 || geo.strides[1] > 1) ? 'conv-transpose' : dx });
         for (const [x, w, attrs] of geometries) {
