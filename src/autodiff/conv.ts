@@ -24,6 +24,9 @@ export function chooseConvRecipes(geo: ConvGeometry): { dx: DxRecipe; dw: DwReci
   return convRecipePolicy.choose(geo);
 }
 
+/** Floats of gathered im2col rows per image up to which dW gathers: ResNet34's layer1 at 256 px holds 2.36M, the largest measured. */
+export const GATHERED_IM2COL_LIMIT = 2_500_000;
+
 /** Replaceable so bench/ can time every recipe on the same graphs; the default is the measured best. */
 export const convRecipePolicy = { choose: defaultRecipes };
 
@@ -34,8 +37,11 @@ function defaultRecipes(geo: ConvGeometry): { dx: DxRecipe; dw: DwRecipe } {
   const dx: DxRecipe = singleOut ? 'single-window' : unitStride && flipPads.every((p) => p >= 0) ? 'flipped-conv' : 'conv-transpose';
   // Few input channels (the RGB stem): per-tap MatMuls would be kh·kw skinny products; a dilated Conv wins.
   // Few output channels: each thread of a per-tap product packs all of X for little work; one gathered
-  // im2col GEMM splits its wide side instead (docs/conv-backward.md).
-  const dw: DwRecipe = singleOut ? 'single-window' : geo.C <= 4 ? 'dilated-conv' : geo.K <= 256 && geo.kh * geo.kw > 1 ? 'gathered-im2col' : 'per-tap-matmul';
+  // im2col GEMM splits its wide side instead (docs/conv-backward.md). Its rows are transient but hold
+  // every tap at once, so large maps keep the per-tap form, whose transient is one tap.
+  const gatheredPerImage = geo.OH * geo.OW * geo.kh * geo.kw * geo.C;
+  const gathered = geo.K <= 256 && geo.kh * geo.kw > 1 && gatheredPerImage <= GATHERED_IM2COL_LIMIT;
+  const dw: DwRecipe = singleOut ? 'single-window' : geo.C <= 4 ? 'dilated-conv' : gathered ? 'gathered-im2col' : 'per-tap-matmul';
   return { dx, dw };
 }
 

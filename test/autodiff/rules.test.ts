@@ -294,3 +294,15 @@ test('training-mode BatchNorm statistics are as precise as float32 allows, per d
     if (form.name === 'per-domain') assert.ok(yErr < 3e-6, `${form.name}: normalised output off by ${yErr.toExponential(2)}`);
   }
 });
+
+test('dW gathers im2col rows for few filters on maps whose rows stay small, per tap otherwise', async () => {
+  const { chooseConvRecipes, GATHERED_IM2COL_LIMIT } = await import('../../src/autodiff/conv.ts');
+  const layer = (C: number, K: number, side: number) => ({
+    C, H: side, W: side, K, kh: 3, kw: 3, OH: side, OW: side, strides: [1, 1] as [number, number], dilations: [1, 1] as [number, number], pads: [1, 1, 1, 1] as [number, number, number, number],
+  });
+  assert.equal(chooseConvRecipes(layer(64, 64, 32)).dw, 'gathered-im2col'); // ResNet34 layer1 at 128 px
+  assert.equal(chooseConvRecipes(layer(64, 64, 64)).dw, 'gathered-im2col'); // and at 256 px: 2.36M floats per image
+  assert.ok(64 * 64 * 9 * 64 <= GATHERED_IM2COL_LIMIT);
+  assert.equal(chooseConvRecipes(layer(64, 64, 128)).dw, 'per-tap-matmul'); // 512 px: 9.4M floats per image
+  assert.equal(chooseConvRecipes(layer(512, 512, 4)).dw, 'per-tap-matmul'); // 512 filters
+});
