@@ -133,6 +133,9 @@ export function convWeightGrad(c: GradContext, geo: ConvGeometry, recipe: DwReci
     const cut = c.op('Slice', [full, c.b.ints([0, 0]), c.b.ints([kh, kw]), c.b.ints([2, 3])]);
     return c.op('Transpose', [cut], { perm: [1, 0, 2, 3] });
   }
+  // Both GEMM recipes multiply dY as [K, N·P] by rows of X laid out NHWC once.
+  const xh = c.op('Transpose', [padded], { perm: [0, 2, 3, 1] });
+  const d = c.op('Reshape', [c.op('Transpose', [go], { perm: [1, 0, 2, 3] }), c.b.ints([K, -1])]);
   if (recipe === 'gathered-im2col') {
     // im2col as one Gather of NHWC rows ([N·P, taps·C]), then one GEMM whose wide side is taps·C: ORT's
     // GEMM threads split that side, where per-tap products (M·N = K·C) make every thread pack all of X.
@@ -141,15 +144,12 @@ export function convWeightGrad(c: GradContext, geo: ConvGeometry, recipe: DwReci
     for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
       for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) idx.push((oh * strides[0] + i * dilations[0]) * Wp + ow * strides[1] + j * dilations[1]);
     }
-    const rows = c.op('Reshape', [c.op('Transpose', [padded], { perm: [0, 2, 3, 1] }), c.b.ints([0, Hp * Wp, C])]);
+    const rows = c.op('Reshape', [xh, c.b.ints([0, Hp * Wp, C])]);
     const cols = c.op('Reshape', [c.op('Gather', [rows, c.b.constant('int64', idx, [OH * OW, kh * kw])], { axis: 1 }), c.b.ints([-1, kh * kw * C])]);
-    const d = c.op('Reshape', [c.op('Transpose', [go], { perm: [1, 0, 2, 3] }), c.b.ints([K, -1])]);
     const dw = c.op('Reshape', [c.op('MatMul', [d, cols]), c.b.ints([K, kh * kw, C])]);
     return c.op('Reshape', [c.op('Transpose', [dw], { perm: [0, 2, 1] }), c.b.ints([K, C, kh, kw])]);
   }
-  // Per tap: dW[:,:,i,j] = dY[K, N·P] · X_shifted[N·P, C], X laid out NHWC once.
-  const xh = c.op('Transpose', [padded], { perm: [0, 2, 3, 1] });
-  const d = c.op('Reshape', [c.op('Transpose', [go], { perm: [1, 0, 2, 3] }), c.b.ints([K, -1])]);
+  // Per tap: dW[:,:,i,j] = dY[K, N·P] · X_shifted[N·P, C].
   const taps: string[] = [];
   for (let i = 0; i < kh; i++) {
     for (let j = 0; j < kw; j++) {

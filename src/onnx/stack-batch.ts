@@ -10,8 +10,12 @@ import { Builder } from './builder.ts';
 import { type Graph, type Node, attrInt, attrInts, attrString } from './graph.ts';
 import { inferShapes } from './shapes.ts';
 
-/** The stacking of one Conv, or undefined where it does not apply. */
+/** How one Conv is stacked: its sizes and attributes, the period of the stack and its bottom padding. */
 interface Stacking {
+  C: number; H: number; W: number; K: number; OH: number; OW: number;
+  /** [top, left, bottom, right] of the original Conv. */
+  pads: number[];
+  stride: number;
   /** Rows per image in the stack (image, then zeros), a multiple of the stride. */
   period: number;
   /** Bottom padding of the stacked image, so it yields exactly period/stride output rows per image. */
@@ -19,24 +23,24 @@ interface Stacking {
 }
 
 /** MLAS splits a conv across threads by batch or by positions only when filters ≤ positions per image. */
-export function stacking(node: Node, x: readonly unknown[], w: readonly unknown[], y: readonly unknown[]): Stacking | undefined {
+function stacking(node: Node, x: readonly unknown[], w: readonly unknown[], y: readonly unknown[]): Stacking | undefined {
   if (node.op !== 'Conv' || node.domain !== '' || x.length !== 4 || w.length !== 4 || y.length !== 4) return undefined;
   if (attrInt(node, 'group', 1) !== 1 || attrString(node, 'auto_pad', 'NOTSET') !== 'NOTSET') return undefined;
-  const [C, H, W, K, kh, OH, OW] = [x[1], x[2], x[3], w[0], w[2], y[2], y[3]];
-  if (![C, H, W, K, kh, OH, OW].every((d) => typeof d === 'number')) return undefined;
-  const [h, k, kernel, oh, ow] = [H, K, kh, OH, OW] as number[];
-  if (k <= oh * ow) return undefined;
+  const sizes = [x[1], x[2], x[3], w[0], w[2], y[2], y[3]];
+  if (!sizes.every((d) => typeof d === 'number')) return undefined;
+  const [C, H, W, K, kh, OH, OW] = sizes as number[];
+  if (K <= OH * OW) return undefined;
   // Dilated convs (the stem's dW) were not measured; they keep ORT's path.
   if ((attrInts(node, 'dilations') ?? []).some((d) => d !== 1)) return undefined;
-  const [top] = attrInts(node, 'pads') ?? [0];
+  const pads = attrInts(node, 'pads') ?? [0, 0, 0, 0];
   const stride = (attrInts(node, 'strides') ?? [1])[0];
-  const reach = kernel;
-  if (top >= reach) return undefined;
+  const top = pads[0];
+  if (top >= kh) return undefined;
   // An image's window never reaches the next image: the zeros after it cover the bottom padding and the
   // zeros before the next image its top padding.
-  const span = Math.max(h + top, (oh - 1) * stride - top + reach);
+  const span = Math.max(H + top, (OH - 1) * stride - top + kh);
   const period = Math.ceil(span / stride) * stride;
-  return { period, bottomPad: Math.max(0, reach - top - stride) };
+  return { C, H, W, K, OH, OW, pads, stride, period, bottomPad: Math.max(0, kh - top - stride) };
 }
 
 /** Rewrites every Conv that `stacking` accepts; shapes are inferred first. Returns how many it rewrote. */
@@ -53,12 +57,7 @@ export function stackBatchForSmallMaps(g: Graph): number {
       g.nodes.push(node);
       continue;
     }
-    const [, C, H, W] = x as number[];
-    const [K] = w as number[];
-    const [, , OH, OW] = y as number[];
-    const pads = attrInts(node, 'pads') ?? [0, 0, 0, 0];
-    const stride = (attrInts(node, 'strides') ?? [1])[0];
-    const { period, bottomPad } = plan;
+    const { C, H, W, K, OH, OW, pads, stride, period, bottomPad } = plan;
     const padded = period > H ? b.op('Pad', [node.inputs[0], b.ints([0, 0, 0, 0, 0, 0, period - H, 0])]) : node.inputs[0];
     const stacked = b.op('Reshape', [b.op('Transpose', [padded], { perm: [1, 0, 2, 3] }), b.ints([1, C, -1, W])]);
     const attrs = { ...node.attrs, pads: { ints: [pads[0], pads[1], bottomPad, pads[3]] } };
