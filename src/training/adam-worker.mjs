@@ -4,6 +4,17 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { register } from 'tsx/esm/api';
 
+// First touch of this worker's share of the buffers, before anything else: fresh pages cost the
+// first step dearly on VMs that back memory lazily (session.ts). A compare-and-swap of 0 for 0
+// writes each page without changing a value the parent thread may already have stored there.
+const [share, shares] = workerData.share;
+for (const d of [workerData.p, workerData.g, workerData.m, workerData.v]) {
+  const words = new Int32Array(d.buffer, d.byteOffset, d.length);
+  const [from, to] = [Math.floor((words.length * share) / shares), Math.floor((words.length * (share + 1)) / shares)];
+  for (let i = from; i < to; i += 1024) Atomics.compareExchange(words, i, 0, 0);
+  if (to > from) Atomics.compareExchange(words, to - 1, 0, 0);
+}
+
 register();
 const { adamKernel, adamKernelSimd } = await import('./adam.ts');
 const { instantiateSimdAdam } = await import('./adam-simd.ts');

@@ -193,7 +193,7 @@ export class AdamStepper {
     this.steps = new Float64Array(o.tensors.length);
     if (simd && nWorkers === 0) this.simd = instantiateSimdAdam(simd.memory);
     const data = { p: describe(this.params), g: describe(this.grads), m: describe(this.expAvg), v: describe(this.expAvgSq), memory: simd?.memory, module: simd ? simdModule() : undefined };
-    this.slots = Array.from({ length: nWorkers }, () => this.spawn(data));
+    this.slots = Array.from({ length: nWorkers }, (_, k) => this.spawn({ ...data, share: [k, nWorkers] }));
   }
 
   private spawn(data: object): WorkerSlot {

@@ -15,7 +15,7 @@ import * as ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { writeDirAtomic } from '../io/atomic.ts';
 import { cudaProviderInstalled, missingCudaLibraries } from '../io/cuda-provider.ts';
-import { encodeSafetensors, readSafetensors } from '../io/safetensors.ts';
+import { encodeSafetensors, readSafetensors, type SafetensorsContent } from '../io/safetensors.ts';
 import { type Tensor, toFloat32 } from '../io/tensor.ts';
 import { type InputRole, type Manifest, type ModelSpec, type OutputRole, readManifest } from '../onnx/manifest.ts';
 import { createRng, type Rng } from '../rng.ts';
@@ -111,6 +111,45 @@ function feedValue(feeds: StepFeeds, role: InputRole, input: string): number | b
   return feedTensor(feeds, role, input).data[0] as number | bigint;
 }
 
+/** A checkpoint as read from disk: the state dict, and the optimizer state when the checkpoint is a directory holding one. */
+interface CheckpointContent {
+  modelFile: string;
+  model: SafetensorsContent;
+  optimizer?: SafetensorsContent;
+}
+
+/** A checkpoint directory (model.safetensors, optionally optimizer.safetensors) or a bare state-dict file. */
+async function readCheckpoint(path: string): Promise<CheckpointContent> {
+  const dir = existsSync(join(path, 'model.safetensors')) ? path : undefined;
+  const modelFile = dir ? join(dir, 'model.safetensors') : path;
+  if (!existsSync(modelFile)) throw new UserError(`${modelFile} does not exist; give a checkpoint directory or a .safetensors state dict`);
+  const optimizerFile = dir && join(dir, 'optimizer.safetensors');
+  const [model, optimizer] = await Promise.all([readSafetensors(modelFile), optimizerFile && existsSync(optimizerFile) ? readSafetensors(optimizerFile) : undefined]);
+  return { modelFile, model, optimizer };
+}
+
+/** The parameters, their gradients, the plain-memory mirror ORT reads, and the optimizer over them. */
+interface ParameterState {
+  tensors: AdamTensor[];
+  parameters: Float32Array;
+  gradients: Float32Array;
+  mirror: Float32Array;
+  adam: AdamStepper;
+}
+
+function allocateParameters(manifest: Manifest, adamWorkers: number): ParameterState {
+  let offset = 0;
+  const tensors = manifest.parameters.map((p) => {
+    const size = p.shape.reduce((a, b) => a * b, 1);
+    const t = { name: p.name, offset, size, group: p.group, decay: p.decay };
+    offset += size;
+    return t;
+  });
+  const { params: parameters, grads: gradients } = adamBuffers(offset);
+  const adam = new AdamStepper({ params: parameters, grads: gradients, tensors, workers: adamWorkers });
+  return { tensors, parameters, gradients, mirror: new Float32Array(offset), adam };
+}
+
 export class TrainingSession {
   readonly manifest: Manifest;
   /** All parameters, back to back in manifest order (shared memory for the optimizer workers). */
@@ -137,6 +176,7 @@ export class TrainingSession {
 
   private constructor(
     manifest: Manifest,
+    state: ParameterState,
     private readonly train: ort.InferenceSession,
     private readonly evaluate: ort.InferenceSession,
     private readonly optimizerGraph: ort.InferenceSession | undefined,
@@ -144,22 +184,13 @@ export class TrainingSession {
     options: SessionOptions,
   ) {
     this.manifest = manifest;
-    let offset = 0;
-    this.tensors = manifest.parameters.map((p) => {
-      const size = p.shape.reduce((a, b) => a * b, 1);
-      const t = { name: p.name, offset, size, group: p.group, decay: p.decay };
-      offset += size;
-      return t;
-    });
+    ({ tensors: this.tensors, parameters: this.parameters, gradients: this.gradients, mirror: this.mirror, adam: this.adam } = state);
     this.tensorIndex = new Map(this.tensors.map((t, k) => [t.name, k]));
-    ({ params: this.parameters, grads: this.gradients } = adamBuffers(offset));
-    this.mirror = new Float32Array(offset);
     for (const t of this.tensors) {
       this.views.set(t.name, this.parameters.subarray(t.offset, t.offset + t.size));
       this.feedViews.set(t.name, this.mirror.subarray(t.offset, t.offset + t.size));
     }
     this.trainable = manifest.parameters.map(() => true);
-    this.adam = new AdamStepper({ params: this.parameters, grads: this.gradients, tensors: this.tensors, workers: useOnnxOptimizer ? 0 : options.adamWorkers ?? 2 });
     this.maskStream = createRng(options.seed ?? 0).fork('dropout');
   }
 
@@ -173,11 +204,17 @@ export class TrainingSession {
     }
     const file = (spec: ModelSpec, override?: string) => override ?? join(paths.artifacts, spec.file);
     const useOnnx = options.optimizer === 'onnx' || (options.optimizer !== 'js' && ep !== 'cpu');
+    // ORT builds the sessions on this thread for a second or more. Meanwhile libuv's pool reads the
+    // checkpoint and the Adam workers touch the shared buffers: first touch of fresh pages is what
+    // the first step would otherwise pay (2.8 ms per MB on the VM of bench/README.md).
+    const reading = readCheckpoint(paths.checkpointState ?? join(paths.artifacts, manifest.checkpoint));
+    reading.catch(() => undefined);
+    const state = allocateParameters(manifest, useOnnx ? 0 : options.adamWorkers ?? 2);
     const train = await openSession(file(manifest.models.training, paths.trainModel), ep, options.threads, options.disableCpuFallback);
     const evaluate = await openSession(file(manifest.models.eval, paths.evalModel), ep, options.threads, options.disableCpuFallback);
     const optimizer = useOnnx ? await openSession(file(manifest.models.optimizer, paths.optimizerModel), ep, options.threads, options.disableCpuFallback) : undefined;
-    const session = new TrainingSession(manifest, train, evaluate, optimizer, useOnnx, options);
-    await session.loadCheckpoint(paths.checkpointState ?? join(paths.artifacts, manifest.checkpoint));
+    const session = new TrainingSession(manifest, state, train, evaluate, optimizer, useOnnx, options);
+    await session.applyCheckpoint(await reading);
     return session;
   }
 
@@ -367,10 +404,11 @@ export class TrainingSession {
    * (model, optimizer state, trainer state); returns the trainer state when present.
    */
   async loadCheckpoint(path: string): Promise<TrainerState | undefined> {
-    const dir = existsSync(join(path, 'model.safetensors')) ? path : undefined;
-    const modelFile = dir ? join(dir, 'model.safetensors') : path;
-    if (!existsSync(modelFile)) throw new UserError(`${modelFile} does not exist; give a checkpoint directory or a .safetensors state dict`);
-    const { tensors } = await readSafetensors(modelFile);
+    return this.applyCheckpoint(await readCheckpoint(path));
+  }
+
+  private applyCheckpoint({ modelFile, model, optimizer }: CheckpointContent): TrainerState | undefined {
+    const { tensors } = model;
     const expected = [...this.manifest.parameters.map((p) => p.name), ...this.manifest.buffers.map((b) => b.name)];
     const missing = expected.filter((n) => !tensors.has(n));
     if (missing.length > 0) throw new UserError(`${modelFile} lacks ${missing.length} tensors of this model (e.g. ${missing[0]}); was it saved for other artifacts?`);
@@ -386,15 +424,15 @@ export class TrainingSession {
       else this.buffers.set(b.name, Float32Array.from(toFloat32(t)));
     }
     // A weights-only checkpoint (best/) has no optimizer state to restore.
-    if (!dir || !existsSync(join(dir, 'optimizer.safetensors'))) return undefined;
-    const { tensors: optimizer, metadata } = await readSafetensors(join(dir, 'optimizer.safetensors'));
+    if (!optimizer) return undefined;
+    const { tensors: moments, metadata } = optimizer;
     const steps = new Float64Array(this.tensors.length);
     const expAvg = new Float32Array(this.parameters.length);
     const expAvgSq = new Float32Array(this.parameters.length);
     this.tensors.forEach((t, k) => {
-      expAvg.set(toFloat32(optimizer.get(`${t.name}.exp_avg`)!), t.offset);
-      expAvgSq.set(toFloat32(optimizer.get(`${t.name}.exp_avg_sq`)!), t.offset);
-      steps[k] = Number((optimizer.get(`${t.name}.step`)!.data as Float64Array)[0]);
+      expAvg.set(toFloat32(moments.get(`${t.name}.exp_avg`)!), t.offset);
+      expAvgSq.set(toFloat32(moments.get(`${t.name}.exp_avg_sq`)!), t.offset);
+      steps[k] = Number((moments.get(`${t.name}.step`)!.data as Float64Array)[0]);
     });
     this.adam.loadState({ expAvg, expAvgSq, steps });
     const trainer = JSON.parse(metadata.trainer ?? '{}') as TrainerState;

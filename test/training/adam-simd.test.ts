@@ -68,3 +68,22 @@ test('a second stepper on the same adamBuffers falls back to its own moments', a
   assert.notEqual(a.expAvg.buffer, b.expAvg.buffer);
   await Promise.all([a.close(), b.close()]);
 });
+
+test('the workers\' first touch of the shared buffers keeps what the caller stored', async () => {
+  const n = 3 * 2 ** 20; // 12 MB per buffer: thousands of pages for each worker
+  const tensors: AdamTensor[] = [{ name: 'w', offset: 0, size: n, group: 0, decay: true }];
+  for (const { params, grads } of [adamBuffers(n), { params: sharedFloat32Array(n), grads: sharedFloat32Array(n) }]) {
+    const adam = new AdamStepper({ params, grads, tensors, workers: 2 });
+    try {
+      // Stored while the workers start touching: a plain store of zeros there would erase these.
+      params.fill(1.5);
+      grads.fill(0.25);
+      await adam.step([{ lr: 0, mom: 0.9, sqrMom: 0.99, wd: 0.01, eps: 1e-5 }], [true]);
+      assert.ok(params.every((x) => x === 1.5), 'a parameter changed');
+      assert.ok(grads.every((x) => x === 0.25), 'a gradient changed');
+      assert.ok(adam.expAvg.every((x) => x === adam.expAvg[0]) && adam.expAvg[0] > 0, 'the first moments are not all equal');
+    } finally {
+      await adam.close();
+    }
+  }
+});
