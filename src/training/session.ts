@@ -210,12 +210,23 @@ export class TrainingSession {
     const reading = readCheckpoint(paths.checkpointState ?? join(paths.artifacts, manifest.checkpoint));
     reading.catch(() => undefined);
     const state = allocateParameters(manifest, useOnnx ? 0 : options.adamWorkers ?? 2);
-    const train = await openSession(file(manifest.models.training, paths.trainModel), ep, options.threads, options.disableCpuFallback);
-    const evaluate = await openSession(file(manifest.models.eval, paths.evalModel), ep, options.threads, options.disableCpuFallback);
-    const optimizer = useOnnx ? await openSession(file(manifest.models.optimizer, paths.optimizerModel), ep, options.threads, options.disableCpuFallback) : undefined;
-    const session = new TrainingSession(manifest, state, train, evaluate, optimizer, useOnnx, options);
-    await session.applyCheckpoint(await reading);
-    return session;
+    const opened: ort.InferenceSession[] = [];
+    const open = async (spec: ModelSpec, override?: string) => {
+      opened.push(await openSession(file(spec, override), ep, options.threads, options.disableCpuFallback));
+      return opened[opened.length - 1];
+    };
+    try {
+      const train = await open(manifest.models.training, paths.trainModel);
+      const evaluate = await open(manifest.models.eval, paths.evalModel);
+      const optimizer = useOnnx ? await open(manifest.models.optimizer, paths.optimizerModel) : undefined;
+      const session = new TrainingSession(manifest, state, train, evaluate, optimizer, useOnnx, options);
+      session.applyCheckpoint(await reading);
+      return session;
+    } catch (e) {
+      // A caller that goes on (a sweep agent, a test) must not keep the workers and sessions of a failed start.
+      await Promise.all([state.adam.close(), ...opened.map((s) => s.release())]);
+      throw e;
+    }
   }
 
   static fromArtifacts(dir: string, options: SessionOptions = {}): Promise<TrainingSession> {

@@ -4,6 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { dannTrainStep } from '../../src/training/dann-step.ts';
+import * as ort from 'onnxruntime-node';
+import { UserError } from '../../src/errors.ts';
+import { AdamStepper } from '../../src/training/adam.ts';
 import { TrainingSession } from '../../src/training/session.ts';
 import { buildArtifacts } from '../../src/model/build-artifacts.ts';
 import { makeConfig } from '../../src/model/config.ts';
@@ -108,5 +111,35 @@ print('ok', int(state['feature_extractor.resnet_layers.1.num_batches_tracked']))
     assert.equal(runPythonFile(script, [join(dir, 'model.safetensors'), codec, join(import.meta.dirname, '..', '..', 'tools', 'reference'), join(artifacts, 'manifest.json')]).trim(), 'ok 1');
   } finally {
     await s.release();
+  }
+});
+
+test('a start that fails (missing checkpoint or model) says which file, and closes the workers and sessions it opened', async () => {
+  const closed: string[] = [];
+  const adamClose = AdamStepper.prototype.close;
+  const original = ort.InferenceSession.create;
+  const create = ort.InferenceSession.create.bind(ort.InferenceSession) as (file: string, o?: ort.InferenceSession.SessionOptions) => Promise<ort.InferenceSession>;
+  AdamStepper.prototype.close = function (this: AdamStepper) {
+    closed.push('adam');
+    return adamClose.call(this);
+  };
+  (ort.InferenceSession as { create: unknown }).create = async (file: string, o?: ort.InferenceSession.SessionOptions) => {
+    const session = await create(file, o);
+    const release = session.release.bind(session);
+    session.release = () => {
+      closed.push('session');
+      return release();
+    };
+    return session;
+  };
+  try {
+    await assert.rejects(TrainingSession.create({ artifacts, checkpointState: join(root, 'nowhere.safetensors') }), (e: Error) => e instanceof UserError && /nowhere\.safetensors does not exist/.test(e.message));
+    assert.deepEqual(closed.sort(), ['adam', 'session', 'session']);
+    closed.length = 0;
+    await assert.rejects(TrainingSession.create({ artifacts, trainModel: join(root, 'missing.onnx') }), (e: Error) => e instanceof UserError && /missing\.onnx is missing/.test(e.message));
+    assert.deepEqual(closed, ['adam']);
+  } finally {
+    AdamStepper.prototype.close = adamClose;
+    (ort.InferenceSession as { create: unknown }).create = original;
   }
 });
