@@ -212,8 +212,9 @@ export class TrainingSession {
     const state = allocateParameters(manifest, useOnnx ? 0 : options.adamWorkers ?? 2);
     const opened: ort.InferenceSession[] = [];
     const open = async (spec: ModelSpec, override?: string) => {
-      opened.push(await openSession(file(spec, override), ep, options.threads, options.disableCpuFallback));
-      return opened[opened.length - 1];
+      const session = await openSession(file(spec, override), ep, options.threads, options.disableCpuFallback);
+      opened.push(session);
+      return session;
     };
     try {
       const train = await open(manifest.models.training, paths.trainModel);

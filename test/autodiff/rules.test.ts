@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { chooseConvRecipes, type ConvGeometry, convRecipePolicy, GATHERED_IM2COL_LIMIT } from '../../src/autodiff/conv.ts';
 import { gradientRules } from '../../src/autodiff/rules.ts';
 import * as ort from 'onnxruntime-node';
 import { differentiate } from '../../src/autodiff/grad.ts';
@@ -218,7 +219,6 @@ test('Dropout with a drawn mask: dX = dY · mask / (1 − ratio), with the mask 
 });
 
 test('every conv backward recipe matches finite differences on strided, padded, dilated and odd shapes', async () => {
-  const { convRecipePolicy } = await import('../../src/autodiff/conv.ts');
   const original = convRecipePolicy.choose;
   const geometries: [number[], number[], Record<string, number[]>][] = [
     [[2, 5, 7, 7], [4, 5, 3, 3], { pads: [1, 1, 1, 1], strides: [2, 2] }],
@@ -295,11 +295,8 @@ test('training-mode BatchNorm statistics are as precise as float32 allows, per d
   }
 });
 
-test('dW gathers im2col rows for few filters on maps whose rows stay small, per tap otherwise', async () => {
-  const { chooseConvRecipes, GATHERED_IM2COL_LIMIT } = await import('../../src/autodiff/conv.ts');
-  const layer = (C: number, K: number, side: number) => ({
-    C, H: side, W: side, K, kh: 3, kw: 3, OH: side, OW: side, strides: [1, 1] as [number, number], dilations: [1, 1] as [number, number], pads: [1, 1, 1, 1] as [number, number, number, number],
-  });
+test('dW gathers im2col rows for few filters on maps whose rows stay small, per tap otherwise', () => {
+  const layer = (C: number, K: number, side: number): ConvGeometry => ({ C, H: side, W: side, K, kh: 3, kw: 3, OH: side, OW: side, strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1] });
   assert.equal(chooseConvRecipes(layer(64, 64, 32)).dw, 'gathered-im2col'); // ResNet34 layer1 at 128 px
   assert.equal(chooseConvRecipes(layer(64, 64, 64)).dw, 'gathered-im2col'); // and at 256 px: 2.36M floats per image
   assert.ok(64 * 64 * 9 * 64 <= GATHERED_IM2COL_LIMIT);
