@@ -176,6 +176,14 @@ async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
   if (manifest.config.batchNormStats === 'per-domain' && r.batchSize < 2) throw new UserError(`--batch-size ${r.batchSize}: per-domain BatchNorm statistics need at least 2 images per domain; use --batch-size 2 or more (or artifacts built with --bn-stats combined)`);
   const S = manifest.config.imageSize;
   const runDir = resolve(r.runDir);
+  if (a.resume && existsSync(join(runDir, 'manifest.json'))) {
+    // The checkpoint may even load into other artifacts (same shapes at another image size) and then train on other inputs.
+    const was = readManifest(runDir).config;
+    const describe = (c: typeof was) => `${c.backbone} at ${c.imageSize} px (${c.outputs.join(', ')})`;
+    if (describe(was) !== describe(manifest.config) || was.task !== manifest.config.task) {
+      throw new UserError(`--resume: ${r.runDir} was trained with ${describe(was)}, but --artifacts ${artifacts} are ${describe(manifest.config)}; resume with the run's artifacts or start a new run`);
+    }
+  }
   let target = a.target as string | undefined;
   let targetVal = a['target-val'] as string | undefined;
   let targetLabels = a['target-labels'] as string | undefined;
@@ -208,7 +216,9 @@ async function prepare(a: Args, r = resolveArgs(a)): Promise<Prepared> {
     const targetScaling = manifest.config.task !== 'regression' ? undefined
       : a.resume ? await readTargetScaling(join(runDir, 'latest', 'model.safetensors'), outputNames)
         : a['standardize-targets'] === false ? undefined : await targetScalingOf(source, outputNames, r.batchSize);
-    const session = await TrainingSession.fromArtifacts(artifacts, { executionProvider: a.ep as ExecutionProvider, threads: a.threads === undefined ? undefined : Number(a.threads), seed });
+    // A resumed run opens its session on its latest checkpoint, so the checkpoint is read once, during session creation.
+    const checkpointState = a.resume ? join(runDir, 'latest') : undefined;
+    const session = await TrainingSession.create({ artifacts, checkpointState }, { executionProvider: a.ep as ExecutionProvider, threads: a.threads === undefined ? undefined : Number(a.threads), seed });
     return {
       r, seed, args: a, artifacts, manifest, runDir, source, sourceVal, target: targetSrc, targetVal: targetValSrc, targetDir: target!, targetValDir: targetVal!, noDomain, targetScaling, session,
       close: async () => { await session.release(); await close(); },
@@ -242,20 +252,13 @@ async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, 
   // A run killed between the two renames of a checkpoint swap left <dir>.old-/.tmp-<pid>; put the checkpoints back first.
   if (a.resume) for (const dir of [resumeFrom, join(resolve(resolved.runDir), 'best')]) await recoverAtomicDir(dir);
   if (a.resume && !existsSync(join(resumeFrom, 'model.safetensors'))) throw new UserError(`--resume: ${resumeFrom} holds no checkpoint; start without --resume or give the --run-dir of an earlier run`);
+  if (a.resume && !existsSync(join(resumeFrom, 'optimizer.safetensors'))) throw new UserError(`--resume: ${resumeFrom} holds the weights but not optimizer.safetensors, so the run cannot continue where it stopped; restore that file, or start a new run with another --run-name`);
   if (!a.resume && existsSync(join(resumeFrom, 'model.safetensors'))) throw new UserError(`--run-dir ${resolved.runDir} already holds a run; pass --resume to continue it or choose another --run-name`);
   // One resolution: the default run name is a timestamp, so a second call could name another folder.
   const p = await prepare(a, resolved);
   const { r, seed, artifacts, manifest, runDir, source, sourceVal, session, noDomain, targetScaling } = p;
   const S = manifest.config.imageSize;
   try {
-    if (a.resume && existsSync(join(runDir, 'manifest.json'))) {
-      // The checkpoint may even load into other artifacts (same shapes at another image size) and then train on other inputs.
-      const was = readManifest(runDir).config;
-      const describe = (c: typeof was) => `${c.backbone} at ${c.imageSize} px (${c.outputs.join(', ')})`;
-      if (describe(was) !== describe(manifest.config) || was.task !== manifest.config.task) {
-        throw new UserError(`--resume: ${r.runDir} was trained with ${describe(was)}, but --artifacts ${artifacts} are ${describe(manifest.config)}; resume with the run's artifacts or start a new run`);
-      }
-    }
     const monitor = String(a.monitor);
     const validation = validationFor(session, p.targetVal, { domainTrained: !noDomain, targetScaling: p.targetScaling });
     const metric = validation.find(monitor);
@@ -268,7 +271,7 @@ async function trainLocked(a: Args, resolved: Resolved, stored?: Record<string, 
     session.checkpointMetadata = { [CHECKPOINT_META.normalization]: JSON.stringify(r.normalization), [CHECKPOINT_META.runId]: r.runName };
     if (targetScaling) session.checkpointMetadata[TARGET_SCALING_META] = JSON.stringify(targetScaling);
     let resume: ResumeState | undefined;
-    if (a.resume) resume = (await session.loadCheckpoint(resumeFrom)) as unknown as ResumeState;
+    if (a.resume) resume = session.trainerState as unknown as ResumeState;
     else await copyFile(join(artifacts, 'manifest.json'), join(runDir, 'manifest.json'));
     const nIter = Math.floor(r.sourceSize / r.batchSize);
     let baseLr: number;

@@ -304,16 +304,15 @@ export class AdamStepper {
     return { expAvg: this.expAvg, expAvgSq: this.expAvgSq, steps: this.steps };
   }
 
-  loadState(s: AdamState): void {
-    if (s.expAvg.length !== this.expAvg.length || s.expAvgSq.length !== this.expAvgSq.length || s.steps.length !== this.steps.length) {
-      throw new RangeError(
-        `Adam state shape (${s.expAvg.length}, ${s.expAvgSq.length}, ${s.steps.length} steps) does not match ` +
-          `(${this.expAvg.length}, ${this.expAvgSq.length}, ${this.steps.length} steps)`,
-      );
+  /** Restores one tensor's moments and step count (in `tensors` order), as a checkpoint saved them. */
+  loadTensorState(k: number, s: { expAvg: Float32Array; expAvgSq: Float32Array; step: number }): void {
+    const t = this.tensors[k];
+    if (!t || s.expAvg.length !== t.size || s.expAvgSq.length !== t.size) {
+      throw new RangeError(`Adam state for tensor ${k} has (${s.expAvg.length}, ${s.expAvgSq.length}) values; the tensor has ${t?.size ?? 'no'} (${this.tensors.length} tensors)`);
     }
-    this.expAvg.set(s.expAvg);
-    this.expAvgSq.set(s.expAvgSq);
-    this.steps.set(s.steps);
+    this.expAvg.set(s.expAvg, t.offset);
+    this.expAvgSq.set(s.expAvgSq, t.offset);
+    this.steps[k] = s.step;
   }
 
   async close(): Promise<void> {

@@ -115,6 +115,7 @@ function feedValue(feeds: StepFeeds, role: InputRole, input: string): number | b
 interface CheckpointContent {
   modelFile: string;
   model: SafetensorsContent;
+  optimizerFile?: string;
   optimizer?: SafetensorsContent;
 }
 
@@ -123,9 +124,9 @@ async function readCheckpoint(path: string): Promise<CheckpointContent> {
   const dir = existsSync(join(path, 'model.safetensors')) ? path : undefined;
   const modelFile = dir ? join(dir, 'model.safetensors') : path;
   if (!existsSync(modelFile)) throw new UserError(`${modelFile} does not exist; give a checkpoint directory or a .safetensors state dict`);
-  const optimizerFile = dir && join(dir, 'optimizer.safetensors');
-  const [model, optimizer] = await Promise.all([readSafetensors(modelFile), optimizerFile && existsSync(optimizerFile) ? readSafetensors(optimizerFile) : undefined]);
-  return { modelFile, model, optimizer };
+  const optimizerFile = dir && existsSync(join(dir, 'optimizer.safetensors')) ? join(dir, 'optimizer.safetensors') : undefined;
+  const [model, optimizer] = await Promise.all([readSafetensors(modelFile), optimizerFile ? readSafetensors(optimizerFile) : undefined]);
+  return { modelFile, model, optimizerFile, optimizer };
 }
 
 /** The parameters, their gradients, the plain-memory mirror ORT reads, and the optimizer over them. */
@@ -172,6 +173,11 @@ export class TrainingSession {
   private maskStream: Rng;
   /** Extra `__metadata__` of every saved model.safetensors (e.g. the run's preprocessing, for re-export). */
   checkpointMetadata: Record<string, string> = {};
+  /**
+   * The trainer state saved with the checkpoint the session was created from (`checkpointState`), so a
+   * resumed run reads its checkpoint once; undefined when that checkpoint holds no optimizer state.
+   */
+  trainerState?: TrainerState;
   private trainStep = 0;
 
   private constructor(
@@ -221,7 +227,7 @@ export class TrainingSession {
       const evaluate = await open(manifest.models.eval, paths.evalModel);
       const optimizer = useOnnx ? await open(manifest.models.optimizer, paths.optimizerModel) : undefined;
       const session = new TrainingSession(manifest, state, train, evaluate, optimizer, useOnnx, options);
-      session.applyCheckpoint(await reading);
+      session.trainerState = session.applyCheckpoint(await reading);
       return session;
     } catch (e) {
       // A caller that goes on (a sweep agent, a test) must not keep the workers and sessions of a failed start.
@@ -419,16 +425,20 @@ export class TrainingSession {
     return this.applyCheckpoint(await readCheckpoint(path));
   }
 
-  private applyCheckpoint({ modelFile, model, optimizer }: CheckpointContent): TrainerState | undefined {
+  private applyCheckpoint({ modelFile, model, optimizerFile, optimizer }: CheckpointContent): TrainerState | undefined {
+    // Everything is checked before anything is written, so a damaged checkpoint leaves the session as it was.
     const { tensors } = model;
-    const expected = [...this.manifest.parameters.map((p) => p.name), ...this.manifest.buffers.map((b) => b.name)];
-    const missing = expected.filter((n) => !tensors.has(n));
-    if (missing.length > 0) throw new UserError(`${modelFile} lacks ${missing.length} tensors of this model (e.g. ${missing[0]}); was it saved for other artifacts?`);
-    for (const p of this.manifest.parameters) {
-      const t = tensors.get(p.name)!;
-      if (t.shape.join() !== p.shape.join()) throw new UserError(`${modelFile}: ${p.name} has shape [${t.shape}], the artifacts need [${p.shape}]; use the checkpoint of the same model`);
-      this.views.get(p.name)!.set(toFloat32(t));
+    const expected = [...this.manifest.parameters, ...this.manifest.buffers];
+    const missing = expected.filter((e) => !tensors.has(e.name));
+    if (missing.length > 0) throw new UserError(`${modelFile} lacks ${missing.length} tensors of this model (e.g. ${missing[0].name}); was it saved for other artifacts?`);
+    for (const e of expected) {
+      const t = tensors.get(e.name)!;
+      // Parameters must match exactly; a buffer only in size (a scalar counter may be saved as [] or [1]).
+      const fits = this.tensorIndex.has(e.name) ? t.shape.join() === e.shape.join() : t.data.length === e.shape.reduce((a, b) => a * b, 1);
+      if (!fits) throw new UserError(`${modelFile}: ${e.name} has shape [${t.shape}], the artifacts need [${e.shape}]; use the checkpoint of the same model`);
     }
+    const restored = optimizer && this.readOptimizerState(optimizerFile!, optimizer);
+    for (const p of this.manifest.parameters) this.views.get(p.name)!.set(toFloat32(tensors.get(p.name)!));
     this.mirrorStale = true;
     for (const b of this.manifest.buffers) {
       const t = tensors.get(b.name)!;
@@ -436,22 +446,35 @@ export class TrainingSession {
       else this.buffers.set(b.name, Float32Array.from(toFloat32(t)));
     }
     // A weights-only checkpoint (best/) has no optimizer state to restore.
-    if (!optimizer) return undefined;
-    const { tensors: moments, metadata } = optimizer;
-    const steps = new Float64Array(this.tensors.length);
-    const expAvg = new Float32Array(this.parameters.length);
-    const expAvgSq = new Float32Array(this.parameters.length);
-    this.tensors.forEach((t, k) => {
-      expAvg.set(toFloat32(moments.get(`${t.name}.exp_avg`)!), t.offset);
-      expAvgSq.set(toFloat32(moments.get(`${t.name}.exp_avg_sq`)!), t.offset);
-      steps[k] = Number((moments.get(`${t.name}.step`)!.data as Float64Array)[0]);
-    });
-    this.adam.loadState({ expAvg, expAvgSq, steps });
-    const trainer = JSON.parse(metadata.trainer ?? '{}') as TrainerState;
+    if (!restored) return undefined;
+    // Straight into the optimizer's shared buffers: a full-size staging copy would be 8 bytes per parameter of fresh pages.
+    restored.moments.forEach((m, k) => this.adam.loadTensorState(k, m));
+    const { trainer } = restored;
     const trainableNames = new Set(trainer.trainable as string[] | undefined ?? this.tensors.map((t) => t.name));
     this.trainable = this.tensors.map((t) => trainableNames.has(t.name));
     this.trainStep = Number(trainer.sessionStep ?? 0);
     return trainer;
+  }
+
+  /** optimizer.safetensors checked against this model: every tensor's moments and step, and the trainer state. */
+  private readOptimizerState(file: string, { tensors: saved, metadata }: SafetensorsContent) {
+    const damaged = `${file} belongs to another checkpoint or is damaged; resume from a checkpoint directory this run saved`;
+    const moments = this.tensors.map((t) => {
+      const part = (suffix: string, size: number) => {
+        const m = saved.get(`${t.name}.${suffix}`);
+        if (!m) throw new UserError(`${damaged} (it lacks ${t.name}.${suffix})`);
+        if (m.data.length !== size) throw new UserError(`${damaged} (${t.name}.${suffix} has ${m.data.length} values, the model needs ${size})`);
+        return m;
+      };
+      return { expAvg: toFloat32(part('exp_avg', t.size)), expAvgSq: toFloat32(part('exp_avg_sq', t.size)), step: Number(part('step', 1).data[0]) };
+    });
+    let trainer: TrainerState;
+    try {
+      trainer = JSON.parse(metadata.trainer ?? '{}') as TrainerState;
+    } catch {
+      throw new UserError(`${damaged} (its trainer metadata is not JSON)`);
+    }
+    return { moments, trainer };
   }
 
   /**

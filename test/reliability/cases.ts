@@ -6,11 +6,11 @@
  * Every case starts from a working command (train: a one-step run on the fixture; predict: the previous
  * run's model on the demo images; build-artifacts: a 128 px ResNet18) and changes one thing.
  */
-import { copyFileSync, cpSync, linkSync, symlinkSync, mkdirSync, readdirSync, readFileSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, linkSync, symlinkSync, mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { hostname } from 'node:os';
-import { encodeSafetensors, readSafetensors } from '../../src/io/safetensors.ts';
+import { encodeSafetensors, readSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
 import { buildArtifacts } from '../../src/model/build-artifacts.ts';
 import { makeConfig } from '../../src/model/config.ts';
 
@@ -747,6 +747,24 @@ export const CASES: Case[] = [
     setup: (d) => { cpSync(d.prevRun, d.run, { recursive: true }); },
     args: ['--resume'], outcome: 'error',
     expect: /^ort-dann: --resume: <run> has trained all 1 epochs of this plan \(step 1 of 1\); to train on, pass --epochs with more than 1 \(the schedule is then re-planned\)$/,
+  },
+  {
+    id: 'resume-without-optimizer-state', area: 'flags', title: '--resume of a run whose latest/ lost optimizer.safetensors', command: 'train',
+    setup: (d) => { cpSync(d.prevRun, d.run, { recursive: true }); rmSync(join(d.run, 'latest', 'optimizer.safetensors')); },
+    args: ['--resume', '--epochs', '2'], outcome: 'error',
+    expect: /^ort-dann: --resume: <run>\/latest holds the weights but not optimizer\.safetensors, so the run cannot continue where it stopped; restore that file, or start a new run with another --run-name$/,
+  },
+  {
+    id: 'resume-optimizer-state-of-another-model', area: 'flags', title: '--resume of a run whose optimizer.safetensors lacks a tensor', command: 'train',
+    setup: async (d) => {
+      cpSync(d.prevRun, d.run, { recursive: true });
+      const file = join(d.run, 'latest', 'optimizer.safetensors');
+      const { tensors, metadata } = await readSafetensors(file);
+      tensors.delete('feature_extractor.resnet_layers.0.weight.exp_avg');
+      await writeSafetensors(file, tensors, metadata);
+    },
+    args: ['--resume', '--epochs', '2'], outcome: 'error',
+    expect: /^ort-dann: <run>\/latest\/optimizer\.safetensors belongs to another checkpoint or is damaged; resume from a checkpoint directory this run saved \(it lacks feature_extractor\.resnet_layers\.0\.weight\.exp_avg\)$/,
   },
   {
     id: 'predict-images-subfolder', area: 'predict', title: 'predict on a data folder whose images are in images/ (the layout train and evaluate take)', command: 'predict',

@@ -155,13 +155,15 @@ test('state round-trips for checkpoints; resetState clears moments and step coun
     const after = params.slice();
 
     params.set(savedParams);
-    adam.loadState(saved);
+    adam.resetState();
+    s.tensors.forEach((t, k) => adam.loadTensorState(k, { expAvg: saved.expAvg.subarray(t.offset, t.offset + t.size), expAvgSq: saved.expAvgSq.subarray(t.offset, t.offset + t.size), step: saved.steps[k] }));
     await adam.step(s.steps[1].hypers, s.steps[1].trainable);
     assert.ok(bytes(params).equals(bytes(after)));
 
     adam.resetState();
     assert.ok(adam.expAvg.every((x) => x === 0) && adam.expAvgSq.every((x) => x === 0) && adam.steps.every((x) => x === 0));
-    assert.throws(() => adam.loadState({ ...saved, steps: new Float64Array(2) }), RangeError);
+    assert.throws(() => adam.loadTensorState(0, { expAvg: saved.expAvg, expAvgSq: saved.expAvgSq, step: 1 }), RangeError);
+    assert.throws(() => adam.loadTensorState(s.tensors.length, { expAvg: new Float32Array(0), expAvgSq: new Float32Array(0), step: 1 }), RangeError);
   } finally {
     await adam.close();
   }

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { dannTrainStep } from '../../src/training/dann-step.ts';
 import { UserError } from '../../src/errors.ts';
+import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
+import type { Tensor } from '../../src/io/tensor.ts';
 import { AdamStepper } from '../../src/training/adam.ts';
 import { TrainingSession } from '../../src/training/session.ts';
 import { buildArtifacts } from '../../src/model/build-artifacts.ts';
@@ -92,6 +94,11 @@ test('freezing keeps the body fixed except BatchNorm, and a checkpoint round-tri
       assert.equal(again.isTrainable('feature_extractor.resnet_layers.0.weight'), false);
       assert.deepEqual(again.counters, s.counters);
       assert.equal([...s.counters.values()][0], 1n);
+      assert.equal(again.trainerState?.epoch, 3);
+      // The moments and step counts came back too: the same gradients give bit-identical updates.
+      again.gradients.set(s.gradients);
+      for (const t of [s, again]) await t.runOptimizerStep(t.hypersFor(1e-3));
+      assert.ok(Buffer.from(again.getContiguousParameters().buffer).equals(Buffer.from(s.getContiguousParameters().buffer)));
     } finally {
       await again.release();
     }
@@ -141,5 +148,44 @@ test('a start that fails (missing checkpoint or model) says which file, and clos
   } finally {
     AdamStepper.prototype.close = adamClose;
     (ort.InferenceSession as { create: unknown }).create = original;
+  }
+});
+
+test('a damaged optimizer.safetensors is refused in one line, before the session changes', async () => {
+  const s = await TrainingSession.fromArtifacts(artifacts, { threads: 2 });
+  try {
+    s.lazyResetGrad();
+    await step(s, batch(5));
+    await s.runOptimizerStep(s.hypersFor(1e-3));
+    const good = join(root, 'good');
+    await s.saveCheckpoint(good, { epoch: 1 });
+    const saved = await readSafetensors(join(good, 'optimizer.safetensors'));
+    const [first] = s.tensors;
+    const variants: [string, (m: Map<string, Tensor>) => void, Record<string, string>, RegExp][] = [
+      ['missing', (m) => m.delete(`${first.name}.exp_avg_sq`), saved.metadata, new RegExp(`lacks ${first.name}\\.exp_avg_sq\\)$`)],
+      ['short', (m) => m.set(`${first.name}.exp_avg`, { dtype: 'F32', shape: [3], data: new Float32Array(3) }), saved.metadata, new RegExp(`${first.name}\\.exp_avg has 3 values, the model needs ${first.size}\\)$`)],
+      ['metadata', () => undefined, { trainer: '{not json' }, /its trainer metadata is not JSON\)$/],
+    ];
+    for (const [name, damage, metadata, message] of variants) {
+      const dir = join(root, `bad-${name}`);
+      mkdirSync(dir, { recursive: true });
+      copyFileSync(join(good, 'model.safetensors'), join(dir, 'model.safetensors'));
+      const tensors = new Map(saved.tensors);
+      damage(tensors);
+      await writeSafetensors(join(dir, 'optimizer.safetensors'), tensors, metadata);
+      const expected = (e: Error) => e instanceof UserError && e.message.startsWith(`${join(dir, 'optimizer.safetensors')} belongs to another checkpoint or is damaged`) && message.test(e.message);
+      await assert.rejects(TrainingSession.create({ artifacts, checkpointState: dir }, { threads: 2 }), expected);
+      const before = Float32Array.from(s.getContiguousParameters());
+      const beforeCounters = new Map(s.counters);
+      s.getContiguousParameters().fill(0.5);
+      const poked = Float32Array.from(s.getContiguousParameters());
+      await assert.rejects(s.loadCheckpoint(dir), expected);
+      // Neither the weights (model.safetensors was fine) nor the counters were written.
+      assert.deepEqual(s.getContiguousParameters(), poked);
+      assert.deepEqual(s.counters, beforeCounters);
+      s.loadParametersBuffer(before);
+    }
+  } finally {
+    await s.release();
   }
 });
