@@ -468,13 +468,17 @@ export class TrainingSession {
       };
       return { expAvg: toFloat32(part('exp_avg', t.size)), expAvgSq: toFloat32(part('exp_avg_sq', t.size)), step: Number(part('step', 1).data[0]) };
     });
-    let trainer: TrainerState;
+    let trainer: unknown;
     try {
-      trainer = JSON.parse(metadata.trainer ?? '{}') as TrainerState;
+      trainer = JSON.parse(metadata.trainer ?? '{}');
     } catch {
       throw new UserError(`${damaged} (its trainer metadata is not JSON)`);
     }
-    return { moments, trainer };
+    const { trainable } = (trainer ?? {}) as TrainerState;
+    if (typeof trainer !== 'object' || trainer === null || Array.isArray(trainer) || (trainable !== undefined && !(Array.isArray(trainable) && trainable.every((n) => typeof n === 'string')))) {
+      throw new UserError(`${damaged} (its trainer metadata is not the object ort-dann saves)`);
+    }
+    return { moments, trainer: trainer as TrainerState };
   }
 
   /**

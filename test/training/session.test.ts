@@ -165,6 +165,8 @@ test('a damaged optimizer.safetensors is refused in one line, before the session
       ['missing', (m) => m.delete(`${first.name}.exp_avg_sq`), saved.metadata, new RegExp(`lacks ${first.name}\\.exp_avg_sq\\)$`)],
       ['short', (m) => m.set(`${first.name}.exp_avg`, { dtype: 'F32', shape: [3], data: new Float32Array(3) }), saved.metadata, new RegExp(`${first.name}\\.exp_avg has 3 values, the model needs ${first.size}\\)$`)],
       ['metadata', () => undefined, { trainer: '{not json' }, /its trainer metadata is not JSON\)$/],
+      ['metadata-null', () => undefined, { trainer: 'null' }, /its trainer metadata is not the object ort-dann saves\)$/],
+      ['metadata-trainable', () => undefined, { trainer: '{"trainable":5}' }, /its trainer metadata is not the object ort-dann saves\)$/],
     ];
     for (const [name, damage, metadata, message] of variants) {
       const dir = join(root, `bad-${name}`);
