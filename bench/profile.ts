@@ -15,6 +15,7 @@ import { createRng } from '../src/rng.ts';
 import { dannTrainStep } from '../src/training/dann-step.ts';
 import { TrainingSession } from '../src/training/session.ts';
 import { type ArgSpec, parseArgs } from './lib/args.ts';
+import { syntheticBatch } from './lib/batch.ts';
 import { artifactsFor } from './train-step.ts';
 
 export const PROFILE_ARGS = {
@@ -75,13 +76,11 @@ export async function benchProfile(argv: string[]): Promise<void> {
       };
       const session = await TrainingSession.fromArtifacts(dir, { threads });
       (ort.InferenceSession as { create: unknown }).create = create;
-      const size = session.manifest.config.imageSize;
-      const rng = createRng(0).fork('bench');
-      const images = new Float32Array(count * 3 * size * size).map(() => rng.normal());
-      const labels = new Float32Array(nSource * session.manifest.config.outputs.length).map(() => rng.normal());
+      const { imageSize, outputs } = session.manifest.config;
+      const batch = syntheticBatch(createRng(0).fork('bench'), { count, nSource, imageSize, outputs: outputs.length });
       const load = loadavg()[0];
       for (let k = 0; k < o.warmup + o.steps; k++) {
-        await dannTrainStep(session, { images, count, nSource, labels }, { alpha: 0.5, lambdaDomain: 0.1 });
+        await dannTrainStep(session, batch, { alpha: 0.5, lambdaDomain: 0.1 });
         session.lazyResetGrad();
       }
       profiled!.endProfiling();

@@ -14,6 +14,7 @@ import { createRng } from '../../src/rng.ts';
 import { dannTrainStep } from '../../src/training/dann-step.ts';
 import { type ExecutionProvider, TrainingSession } from '../../src/training/session.ts';
 import { artifactsFor } from '../train-step.ts';
+import { syntheticBatch } from './batch.ts';
 
 // float32 gradients of a deep network on two devices (different conv algorithms and summation
 // orders, TF32 where the provider allows it) differ by ~1e-4..1e-3 of their norm; a wrong kernel
@@ -40,10 +41,8 @@ async function oneStep(provider: ExecutionProvider, threads: number, disableCpuF
   const { imageSize, outputs } = session.manifest.config;
   const count = 8;
   const nSource = 4;
-  const rng = createRng(0).fork('ep-parity');
-  const images = new Float32Array(count * 3 * imageSize * imageSize).map(() => rng.normal());
-  const labels = new Float32Array(nSource * outputs.length).map(() => rng.normal());
-  const losses = await dannTrainStep(session, { images, count, nSource, labels }, { alpha: 0.5, lambdaDomain: 0.1 });
+  const batch = syntheticBatch(createRng(0).fork('ep-parity'), { count, nSource, imageSize, outputs: outputs.length });
+  const losses = await dannTrainStep(session, batch, { alpha: 0.5, lambdaDomain: 0.1 });
   const grads = new Map([...session.gradientViews()].map(([name, g]) => [name, g.slice()]));
   const transfer = transferMb(session.manifest, count, nSource);
   await session.release();

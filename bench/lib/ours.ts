@@ -15,6 +15,7 @@ import { type ExecutionProvider, TrainingSession } from '../../src/training/sess
 import { parseArgs } from './args.ts';
 import { otherCoresWindow } from './busy.ts';
 import { emit } from './child.ts';
+import { syntheticBatch } from './batch.ts';
 
 const OURS_ARGS = {
   dir: { type: 'string', default: '', help: 'artifacts directory' },
@@ -67,9 +68,7 @@ async function run(argv: string[]): Promise<void> {
   const session = await TrainingSession.fromArtifacts(dir, { executionProvider: ep as ExecutionProvider, threads });
   const createS = (performance.now() - t0) / 1000;
   const { imageSize, outputs } = session.manifest.config;
-  const rng = createRng(0).fork('bench');
-  const images = new Float32Array(count * 3 * imageSize * imageSize).map(() => rng.normal());
-  const labels = new Float32Array(nSource * outputs.length).map(() => rng.normal());
+  const batch = syntheticBatch(createRng(0).fork('bench'), { count, nSource, imageSize, outputs: outputs.length });
   const hypers = session.hypersFor(lr);
 
   const total = warmup + steps;
@@ -83,7 +82,7 @@ async function run(argv: string[]): Promise<void> {
     // CPU seconds of all this process's threads (ORT's pool, Adam's workers): little affected by other work's load.
     const cpu = process.cpuUsage();
     const a = performance.now();
-    await dannTrainStep(session, { images, count, nSource, labels }, { alpha: dannAlpha(k / total), lambdaDomain });
+    await dannTrainStep(session, batch, { alpha: dannAlpha(k / total), lambdaDomain });
     const b = performance.now();
     await session.runOptimizerStep(hypers);
     session.lazyResetGrad();
