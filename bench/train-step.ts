@@ -4,13 +4,13 @@
  *   npm run bench -- train-step [--image-size 128 --batch 16+16]... [--threads 1,2] [--rounds 3]
  *     [--peer torch] [--json] … (options: TRAIN_STEP_ARGS)
  * Several --image-size/--batch pairs may be given (default 128 px 16+16 and 256 px 8+8). Artifacts
- * are built when missing; --rebuild builds them afresh, to measure the compiler as it is now. Each side
+ * are built when missing or older than the compiler's sources; --rebuild builds them afresh. Each side
  * runs in its own child process, one after the other (never together: they would share the cores),
  * `--rounds` times, taking turns. Per config and thread count: images/s (median of the timed steps),
  * achieved nominal GFLOP/s, peak RSS, start-up (spawn to the end of the first step); with --peer torch
  * the same for PyTorch and the ratio; with several thread counts, a scaling table.
  */
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -115,12 +115,24 @@ function parse(argv: string[]) {
   return { ...a, configs, peer: a.peer === 'torch' };
 }
 
-/** The artifacts of the default model at this size, built (seeded init) when missing or asked to. */
+/** Modification time of the newest source file that shapes the artifacts' graphs. */
+function newestCompilerSource(): number {
+  const src = fileURLToPath(new URL('../src/', import.meta.url));
+  const times = ['model', 'onnx', 'autodiff'].flatMap((d) => readdirSync(join(src, d), { recursive: true, encoding: 'utf8' })
+    .map((f) => statSync(join(src, d, f))).filter((st) => st.isFile()).map((st) => st.mtimeMs));
+  return Math.max(0, ...times);
+}
+
+/** The artifacts of the default model at this size, built (seeded init) when missing, stale or asked to. */
 export async function artifactsFor(root: string, size: number, rebuild = false): Promise<string> {
   const config = makeConfig({ imageSize: size });
   const dir = join(root, `${config.name}-${size}px`);
-  if (rebuild || !existsSync(join(dir, 'manifest.json'))) {
-    console.error(`building ${dir} …`);
+  const built = join(dir, 'training_model.onnx');
+  const present = existsSync(join(dir, 'manifest.json')) && existsSync(built);
+  // Artifacts older than the compiler would measure the graphs it made before.
+  const stale = present && statSync(built).mtimeMs < newestCompilerSource();
+  if (rebuild || !present || stale) {
+    console.error(stale ? `rebuilding ${dir}: the compiler (src/model, src/onnx, src/autodiff) changed since it was built …` : `building ${dir} …`);
     mkdirSync(root, { recursive: true });
     await buildArtifacts({ config, out: dir, weights: 'none', weightsCache: join('models', 'weights'), seed: 0 });
   }

@@ -4,12 +4,12 @@
  * the JSON row's shape and arithmetic. No timing is asserted.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { forwardGflopPerImage, trainGflopPerImage } from '../../bench/lib/flops.ts';
-import { benchTrainStep } from '../../bench/train-step.ts';
+import { artifactsFor, benchTrainStep } from '../../bench/train-step.ts';
 import { makeConfig } from '../../src/model/config.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'ort-dann-bench-'));
@@ -55,4 +55,15 @@ test('a side that cannot run is reported in its row, and the other side is still
   assert.equal(r.peer_images_per_s, null);
   assert.match(r.peer_error ?? '', /torch: cannot start/);
   assert.equal(r.ratio, null);
+});
+
+test('bench artifacts older than the compiler sources are rebuilt; fresh ones are kept', async () => {
+  const dir = await artifactsFor(root, 100);
+  const model = join(dir, 'training_model.onnx');
+  const kept = statSync(model).mtimeMs;
+  await artifactsFor(root, 100);
+  assert.equal(statSync(model).mtimeMs, kept);
+  utimesSync(model, new Date(0), new Date(0));
+  await artifactsFor(root, 100);
+  assert.ok(statSync(model).mtimeMs >= kept, 'artifacts dated before every source file must be rebuilt');
 });
