@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- <train-step | profile | data | export | adam | da> [options]`: one entry point for the benches.
+ * `npm run bench -- <train-step | profile | graph-ab | data | export | adam | da> [options]`: one entry point for the benches.
  * Each bench is imported only when chosen, so a machine that runs one (e.g. the GPU check, which
  * carries no sharp) needs only that one's dependencies.
  */
@@ -10,6 +10,7 @@ const USAGE = `usage: npm run bench -- <command> [options]
               [--threads 1,2] [--rounds N] [--peer torch] [--json] [--ep cpu|cuda|webgpu] [--rebuild]
               [--session-config KEY=VALUE]... [--execution-mode parallel]
   profile     per-node ORT profile of the train step at several thread counts: [--threads 1,2] [--image-size 128] [--batch 16+16]
+  graph-ab    two builds of the training graph, taking turns in one process: --a DIR --b DIR [--threads 2] [--batch 16+16] [--pairs 8]
   data        data-pipeline throughput (simulator, folder decode) vs a training step's consumption
   export      exported inference model vs torch.onnx.export, both run by ORT
   adam        fastai Adam step over 25.76 M parameters, scalar vs SIMD kernel, calling thread and workers [--repeats N]
@@ -28,6 +29,9 @@ async function main(command: string | undefined, argv: string[]): Promise<void> 
       return;
     case 'profile':
       await (await import('./profile.ts')).benchProfile(argv);
+      return;
+    case 'graph-ab':
+      await (await import('./graph-ab.ts')).benchGraphAb(argv);
       return;
     case 'data':
       await (await import('./data.ts')).benchData(argv);
