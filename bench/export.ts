@@ -24,6 +24,7 @@ import { buildArtifacts } from '../src/model/build-artifacts.ts';
 import { makeConfig } from '../src/model/config.ts';
 import { PY_SAFETENSORS } from '../test/io/python.ts';
 import { type ArgSpec, parseArgs } from './lib/args.ts';
+import { median } from './lib/stats.ts';
 
 export interface ExportBenchRow {
   image_size: number;
@@ -62,11 +63,6 @@ function parse(argv: string[]) {
   const { imageSize, ...rest } = parseArgs('export', argv, EXPORT_ARGS);
   return { sizes: imageSize, ...rest };
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 interface Timed { seconds: number[]; prediction: Float32Array }
 

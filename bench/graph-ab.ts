@@ -10,8 +10,9 @@ import { UserError } from '../src/errors.ts';
 import { createRng } from '../src/rng.ts';
 import { dannTrainStep } from '../src/training/dann-step.ts';
 import { TrainingSession } from '../src/training/session.ts';
-import { type ArgSpec, parseArgs } from './lib/args.ts';
+import { type ArgSpec, parseArgs, parseBatch } from './lib/args.ts';
 import { syntheticBatch } from './lib/batch.ts';
+import { median } from './lib/stats.ts';
 
 export const GRAPH_AB_ARGS = {
   a: { type: 'string', default: '', help: 'artifacts folder of the baseline graph' },
@@ -37,17 +38,10 @@ export interface GraphAbResult {
   b_faster: number;
 }
 
-const median = (v: readonly number[]) => {
-  const s = [...v].sort((x, y) => x - y);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
 export async function benchGraphAb(argv: string[]): Promise<GraphAbResult> {
   const o = parseArgs('graph-ab', argv, GRAPH_AB_ARGS);
   if (!o.a || !o.b) throw new UserError('graph-ab: give both --a DIR and --b DIR (artifacts folders from build-artifacts)');
-  const m = /^(\d+)\+(\d+)$/.exec(o.batch);
-  if (!m || Number(m[1]) < 1) throw new UserError(`--batch ${o.batch}: write source+target rows, e.g. 16+16`);
-  const [nSource, nTarget] = [Number(m[1]), Number(m[2])];
+  const { nSource, nTarget } = parseBatch(o.batch);
   const open = (dir: string) => TrainingSession.fromArtifacts(dir, { threads: o.threads, adamWorkers: 0 });
   const a = await open(o.a);
   try {

@@ -10,11 +10,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { UserError } from '../src/errors.ts';
 import { createRng } from '../src/rng.ts';
 import { dannTrainStep } from '../src/training/dann-step.ts';
 import { TrainingSession } from '../src/training/session.ts';
-import { type ArgSpec, parseArgs } from './lib/args.ts';
+import { type ArgSpec, parseArgs, parseBatch } from './lib/args.ts';
 import { syntheticBatch } from './lib/batch.ts';
 import { artifactsFor } from './train-step.ts';
 
@@ -56,9 +55,8 @@ function perGroup(file: string, warmup: number, steps: number): { groups: Map<st
 
 export async function benchProfile(argv: string[]): Promise<void> {
   const o = parseArgs('profile', argv, PROFILE_ARGS);
-  const m = /^(\d+)\+(\d+)$/.exec(o.batch);
-  if (!m) throw new UserError(`--batch ${o.batch}: write source+target rows, e.g. 16+16`);
-  const [nSource, count] = [Number(m[1]), Number(m[1]) + Number(m[2])];
+  const { nSource, nTarget } = parseBatch(o.batch);
+  const count = nSource + nTarget;
   const dir = await artifactsFor(o.artifactsRoot, o.imageSize);
   const out = mkdtempSync(join(tmpdir(), 'ort-dann-profile-'));
   const create = ort.InferenceSession.create.bind(ort.InferenceSession) as (f: string, opt?: ort.InferenceSession.SessionOptions) => Promise<ort.InferenceSession>;

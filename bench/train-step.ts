@@ -17,7 +17,8 @@ import { fileURLToPath } from 'node:url';
 import { UserError } from '../src/errors.ts';
 import { buildArtifacts } from '../src/model/build-artifacts.ts';
 import { makeConfig } from '../src/model/config.ts';
-import { type ArgSpec, parseArgs } from './lib/args.ts';
+import { type ArgSpec, parseArgs, parseBatch } from './lib/args.ts';
+import { median } from './lib/stats.ts';
 import { type ChildRun, type Json, runChild } from './lib/child.ts';
 import { trainGflopPerImage } from './lib/flops.ts';
 
@@ -82,11 +83,6 @@ export const TRAIN_STEP_ARGS = {
   sessionOption: { type: 'repeated', help: 'KEY=JSON top-level ORT session option for our side, to compare (e.g. enableCpuMemArena=false)' },
 } satisfies ArgSpec;
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
 function parse(argv: string[]) {
   const a = parseArgs('train-step', argv, TRAIN_STEP_ARGS);
   const sizes = a.imageSize.map(Number);
@@ -97,11 +93,7 @@ function parse(argv: string[]) {
   const pairs = sizes.length === 0
     ? [{ size: 128, batch: '16+16' }, { size: 256, batch: '8+8' }]
     : sizes.map((size, i) => ({ size, batch: batches[batches.length === 1 ? 0 : i] ?? (size >= 256 ? '8+8' : '16+16') }));
-  const configs = pairs.map(({ size, batch }) => {
-    const m = /^(\d+)\+(\d+)$/.exec(batch ?? '');
-    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new UserError(`--batch ${batch}: write source+target rows, e.g. 16+16`);
-    return { size, nSource: Number(m[1]), nTarget: Number(m[2]) };
-  });
+  const configs = pairs.map(({ size, batch }) => ({ size, ...parseBatch(batch) }));
   for (const kv of a.sessionOption) {
     const eq = kv.indexOf('=');
     try {

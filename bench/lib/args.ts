@@ -84,3 +84,10 @@ export function parseArgs<S extends ArgSpec>(command: string, argv: readonly str
   }
   return out as Args<S>;
 }
+
+/** A --batch value `S+T`: source and target rows of the DANN batch, at least one of each. */
+export function parseBatch(batch: string): { nSource: number; nTarget: number } {
+  const m = /^(\d+)\+(\d+)$/.exec(batch);
+  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new UserError(`--batch ${batch}: write source+target rows, e.g. 16+16`);
+  return { nSource: Number(m[1]), nTarget: Number(m[2]) };
+}

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseArgs } from '../../bench/lib/args.ts';
+import { parseArgs, parseBatch } from '../../bench/lib/args.ts';
 import { UserError } from '../../src/errors.ts';
 
 const SPEC = {
@@ -31,5 +31,12 @@ test('bad values and unknown flags are one UserError naming the flag', () => {
   ];
   for (const [argv, message] of cases) {
     assert.throws(() => parseArgs('t', argv, SPEC), (e: unknown) => e instanceof UserError && message.test(e.message), argv.join(' '));
+  }
+});
+
+test('--batch takes source+target rows, at least one of each', () => {
+  assert.deepEqual(parseBatch('16+8'), { nSource: 16, nTarget: 8 });
+  for (const bad of ['16', '0+4', '4+0', '4+-1', ' 4+4', '4+4x']) {
+    assert.throws(() => parseBatch(bad), (e: Error) => e instanceof UserError && e.message === `--batch ${bad}: write source+target rows, e.g. 16+16`);
   }
 });
